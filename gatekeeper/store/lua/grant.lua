@@ -1,0 +1,90 @@
+-- grant: one step of the grant loop for one room, atomically:
+--   1. expire active sessions whose lease ran out and waiters silent past the waiting timeout
+--      (at most ARGV[8] of each per step, oldest first);
+--   2. walk the joins stream from the cursor in join order, activating live waiters while
+--      active < capacity, up to the batch size; skip entries of sessions that left or expired;
+--   3. move the cursor past what was walked and trim the stream behind it.
+-- Work per step is bounded (reap limit, batch size x scan factor), whatever the queue length.
+-- Session hashes are addressed as ARGV[2] .. id: they are only known once the stream is read,
+-- and they carry the room's hash tag, so they live in the same cluster slot as KEYS.
+-- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash
+-- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
+--       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant
+-- Returns {granted ids, expired active, expired waiting, waiting, active}.
+local now = clock(ARGV[1])
+local prefix = ARGV[2]
+local capacity, batch = tonumber(ARGV[3]), tonumber(ARGV[4])
+local wait_ms, claim_ms, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local limit, scan, tau = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+
+local expired_active = 0
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)) do
+  local skey = prefix .. sid
+  if redis.call('HGET', skey, 'status') == 'ACTIVE' then
+    finish(skey, 'EXPIRED', now, retention)
+    expired_active = expired_active + 1
+  end
+  redis.call('ZREM', KEYS[4], sid)
+end
+
+local expired_waiting = 0
+local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - wait_ms, 'LIMIT', 0, limit)
+for _, sid in ipairs(stale) do
+  local skey = prefix .. sid
+  if redis.call('HGET', skey, 'status') == 'WAITING' then
+    finish(skey, 'EXPIRED', now, retention)
+    expired_waiting = expired_waiting + 1
+  end
+  redis.call('ZREM', KEYS[3], sid)
+end
+
+local granted = {}
+local want = math.min(capacity - redis.call('ZCARD', KEYS[4]), batch)
+if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
+  local cursor = redis.call('GET', KEYS[2])
+  local start = '-'
+  if cursor then start = '(' .. cursor end
+  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want * scan)
+  local last, head = nil, nil
+  for _, entry in ipairs(entries) do
+    local fields, sid = entry[2], nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 'sessionId' then sid = fields[i + 1] end
+    end
+    if sid then
+      local skey = prefix .. sid
+      local h = redis.call('HMGET', skey, 'status', 'seq')
+      if h[1] == 'WAITING' then
+        local seen = redis.call('ZSCORE', KEYS[3], sid)
+        redis.call('ZREM', KEYS[3], sid)
+        if seen and tonumber(seen) + wait_ms > now then
+          redis.call('HSET', skey, 'status', 'ACTIVE', 'grantedAt', now)
+          redis.call('ZADD', KEYS[4], now + claim_ms, sid)
+          redis.call('PEXPIRE', skey, claim_ms + retention)
+          granted[#granted + 1] = sid
+        else
+          finish(skey, 'EXPIRED', now, retention)
+          expired_waiting = expired_waiting + 1
+        end
+      end
+      if h[2] then head = h[2] end
+    end
+    last = entry[1]
+    if #granted >= want then break end
+  end
+  if last then
+    redis.call('SET', KEYS[2], last)
+    redis.call('XTRIM', KEYS[1], 'MINID', last)
+  end
+  if head then redis.call('HSET', KEYS[5], 'head', head) end
+  if #granted > 0 then
+    -- Decaying sum of grants (time constant tau): the ETA's grant rate, see store/base.py.
+    local st = redis.call('HMGET', KEYS[5], 'rs', 'rat', 'rsince')
+    local sum = tonumber(st[1] or '0') * math.exp(-(now - tonumber(st[2] or now)) / tau)
+    redis.call('HSET', KEYS[5], 'rs', tostring(sum + #granted), 'rat', now)
+    if not st[3] then redis.call('HSET', KEYS[5], 'rsince', now) end
+    redis.call('HINCRBY', KEYS[5], 'granted', #granted)
+  end
+end
+return {granted, expired_active, expired_waiting,
+  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}

@@ -1,0 +1,32 @@
+-- join: create a session; ACTIVE at once when the room has a free place and nobody waits.
+-- KEYS: 1 session hash, 2 joins stream, 3 waiting zset (score = last seen),
+--       4 active zset (score = lease expiry), 5 room stats hash
+-- ARGV: 1 now ("" = TIME), 2 session id, 3 room, 4 user id, 5 capacity,
+--       6 waiting timeout, 7 idle timeout, 8 retention
+-- Returns the ticket (see lib.lua). Idempotent by session id: a retried join changes nothing.
+local now = clock(ARGV[1])
+local sid = ARGV[2]
+local current = redis.call('HMGET', KEYS[1], 'status', 'seq')
+if current[1] then
+  return ticket(current[1], current[2], KEYS[3], KEYS[4], KEYS[5], now)
+end
+
+local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+local status = 'WAITING'
+if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) < tonumber(ARGV[5]) then
+  status = 'ACTIVE'
+end
+redis.call('HSET', KEYS[1], 'status', status, 'seq', seq, 'eventId', ARGV[3],
+  'userId', ARGV[4], 'joinedAt', now)
+if status == 'ACTIVE' then
+  -- Nobody waits, so nobody is ahead of later joiners either: move the position base.
+  redis.call('HSET', KEYS[5], 'head', seq)
+  redis.call('HSET', KEYS[1], 'grantedAt', now)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[7]), sid)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
+else
+  redis.call('ZADD', KEYS[3], now, sid)
+  redis.call('XADD', KEYS[2], '*', 'sessionId', sid, 'eventId', ARGV[3], 'userId', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]) + tonumber(ARGV[8]))
+end
+return ticket(status, seq, KEYS[3], KEYS[4], KEYS[5], now)

@@ -1,0 +1,23 @@
+-- leave: release a session's place or queue entry. Idempotent: leaving twice changes nothing.
+-- KEYS: 1 session hash, 2 waiting zset, 3 active zset
+-- ARGV: 1 now ("" = TIME), 2 session id, 3 retention
+-- Returns 1 when the session exists, 0 when it is unknown or retired.
+local now = clock(ARGV[1])
+local sid = ARGV[2]
+local retention = tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 'status', 'endedAt')
+local status = h[1]
+if not status then
+  return 0
+end
+if status == 'WAITING' then
+  redis.call('ZREM', KEYS[2], sid)
+  finish(KEYS[1], 'LEFT', now, retention)
+elseif status == 'ACTIVE' then
+  redis.call('ZREM', KEYS[3], sid)
+  finish(KEYS[1], 'LEFT', now, retention)
+elseif tonumber(h[2] or '0') + retention <= now then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return 1

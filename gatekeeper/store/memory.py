@@ -1,0 +1,252 @@
+"""The embedded in-memory store: one process, no setup, the same behaviour as Redis.
+
+It is also the executable reference model the Redis scripts are tested against, so each method
+mirrors its Lua script step by step. Every method runs without awaiting, which makes it atomic
+under asyncio.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from gatekeeper.store.base import (
+    RATE_TAU_MS,
+    REAP_LIMIT,
+    SCAN_FACTOR,
+    TERMINAL,
+    Clock,
+    GrantReport,
+    RoomCounts,
+    RoomPolicy,
+    Status,
+    Ticket,
+    grant_rate,
+    room_of,
+)
+
+
+def _wall_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _ScoredSet:
+    """A sorted-set stand-in: member → score, with a lazy min-heap for range-by-score pops."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, int] = {}
+        self._heap: list[tuple[int, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def add(self, member: str, score: int) -> None:
+        self.scores[member] = score
+        heapq.heappush(self._heap, (score, member))
+        if len(self._heap) > 2 * len(self.scores) + 1024:
+            self._heap = [(s, m) for m, s in self.scores.items()]
+            heapq.heapify(self._heap)
+
+    def remove(self, member: str) -> None:
+        self.scores.pop(member, None)
+
+    def due(self, max_score: int, limit: int) -> list[str]:
+        """Members with score <= max_score, lowest first (ties by member), like ZRANGEBYSCORE."""
+        found: list[tuple[int, str]] = []
+        heap = self._heap
+        while heap and heap[0][0] <= max_score and len(found) < limit:
+            score, member = heapq.heappop(heap)
+            if self.scores.get(member) == score and (score, member) not in found:
+                found.append((score, member))
+        for item in found:
+            heapq.heappush(heap, item)
+        return [member for _, member in found]
+
+
+@dataclass(slots=True)
+class _Session:
+    room: str
+    status: Status
+    seq: int
+    user_id: str
+    joined_at: int
+    ended_at: int = 0
+
+
+@dataclass(slots=True)
+class _Room:
+    seq: int = 0
+    head: int = 0
+    granted: int = 0
+    rate_sum: float = 0.0
+    rate_at: int = 0
+    rate_since: int = 0
+    joins: deque[str] = field(default_factory=deque)
+    waiting: _ScoredSet = field(default_factory=_ScoredSet)
+    active: _ScoredSet = field(default_factory=_ScoredSet)
+
+
+class MemoryStore:
+    """`Store` backed by Python dicts; see the Lua scripts for the rules it mirrors."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or _wall_clock
+        self._sessions: dict[str, _Session] = {}
+        self._rooms: dict[str, _Room] = {}
+        self._retired: deque[tuple[int, str, int]] = deque()
+
+    def _ticket(self, sid: str, room_id: str, status: Status, seq: int, now: int) -> Ticket:
+        room = self._rooms[room_id]
+        waiting, active = len(room.waiting), len(room.active)
+        ahead = 0
+        if status is Status.WAITING:
+            ahead = max(0, min(seq - room.head - 1, waiting - 1))
+        rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
+        return Ticket(sid, room_id, status, ahead, waiting, active, rate)
+
+    def _finish(
+        self, sid: str, session: _Session, status: Status, now: int, retention: int
+    ) -> None:
+        session.status = status
+        session.ended_at = now
+        self._retired.append((now + retention, sid, now))
+
+    async def join(
+        self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
+    ) -> Ticket:
+        now = self._clock()
+        r = self._rooms.setdefault(room, _Room())
+        current = self._sessions.get(session_id)
+        if current is not None:
+            return self._ticket(session_id, room, current.status, current.seq, now)
+        r.seq += 1
+        if not r.waiting and len(r.active) < policy.capacity:
+            status = Status.ACTIVE
+            r.head = r.seq
+            r.active.add(session_id, now + policy.idle_timeout_ms)
+        else:
+            status = Status.WAITING
+            r.waiting.add(session_id, now)
+            r.joins.append(session_id)
+        self._sessions[session_id] = _Session(room, status, r.seq, user_id, now)
+        return self._ticket(session_id, room, status, r.seq, now)
+
+    async def poll(self, session_id: str, policy: RoomPolicy) -> Ticket | None:
+        now = self._clock()
+        session = self._sessions.get(session_id)
+        if session is None or room_of(session_id) is None:
+            return None
+        room = self._rooms[session.room]
+        if session.status is Status.WAITING:
+            seen = room.waiting.scores.get(session_id)
+            if seen is not None and seen + policy.waiting_timeout_ms > now:
+                room.waiting.add(session_id, now)
+            else:
+                room.waiting.remove(session_id)
+                self._finish(session_id, session, Status.EXPIRED, now, policy.retention_ms)
+        elif session.status is Status.ACTIVE:
+            lease = room.active.scores.get(session_id)
+            if lease is not None and lease > now:
+                room.active.add(session_id, max(lease, now + policy.idle_timeout_ms))
+            else:
+                room.active.remove(session_id)
+                self._finish(session_id, session, Status.EXPIRED, now, policy.retention_ms)
+        elif session.ended_at + policy.retention_ms <= now:
+            del self._sessions[session_id]
+            return None
+        return self._ticket(session_id, session.room, session.status, session.seq, now)
+
+    async def leave(self, session_id: str, policy: RoomPolicy) -> bool:
+        now = self._clock()
+        session = self._sessions.get(session_id)
+        if session is None:
+            return False
+        room = self._rooms[session.room]
+        if session.status is Status.WAITING:
+            room.waiting.remove(session_id)
+        elif session.status is Status.ACTIVE:
+            room.active.remove(session_id)
+        elif session.ended_at + policy.retention_ms <= now:
+            del self._sessions[session_id]
+            return False
+        if session.status not in TERMINAL:
+            self._finish(session_id, session, Status.LEFT, now, policy.retention_ms)
+        return True
+
+    def _reap(self, scored: _ScoredSet, max_score: int, status: Status, now: int, ret: int) -> int:
+        count = 0
+        for sid in scored.due(max_score, REAP_LIMIT):
+            session = self._sessions.get(sid)
+            if session is not None and session.status is status:
+                self._finish(sid, session, Status.EXPIRED, now, ret)
+                count += 1
+            scored.remove(sid)
+        return count
+
+    def _forget_retired(self, now: int) -> None:
+        # Reads hide retired sessions on time; this only reclaims their memory.
+        while self._retired and self._retired[0][0] <= now:
+            _, sid, ended_at = self._retired.popleft()
+            session = self._sessions.get(sid)
+            if session is not None and session.status in TERMINAL and session.ended_at == ended_at:
+                del self._sessions[sid]
+
+    async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
+        now = self._clock()
+        r = self._rooms.setdefault(room, _Room())
+        ret = policy.retention_ms
+        expired_active = self._reap(r.active, now, Status.ACTIVE, now, ret)
+        expired_waiting = self._reap(
+            r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret
+        )
+        granted: list[str] = []
+        want = min(policy.capacity - len(r.active), policy.batch_size)
+        if want > 0 and r.waiting:
+            head: int | None = None
+            for _ in range(min(want * SCAN_FACTOR, len(r.joins))):
+                sid = r.joins.popleft()
+                session = self._sessions.get(sid)
+                if session is not None:
+                    head = session.seq
+                    if session.status is Status.WAITING:
+                        seen = r.waiting.scores.get(sid)
+                        r.waiting.remove(sid)
+                        if seen is not None and seen + policy.waiting_timeout_ms > now:
+                            session.status = Status.ACTIVE
+                            r.active.add(sid, now + policy.claim_window_ms)
+                            granted.append(sid)
+                        else:
+                            self._finish(sid, session, Status.EXPIRED, now, ret)
+                            expired_waiting += 1
+                if len(granted) >= want:
+                    break
+            if head is not None:
+                r.head = head
+            if granted:
+                decayed = (
+                    r.rate_sum * math.exp(-(now - r.rate_at) / RATE_TAU_MS) if r.rate_at else 0.0
+                )
+                r.rate_sum, r.rate_at = decayed + len(granted), now
+                r.rate_since = r.rate_since or now
+                r.granted += len(granted)
+        self._forget_retired(now)
+        return GrantReport(
+            tuple(granted), expired_active, expired_waiting, len(r.waiting), len(r.active)
+        )
+
+    async def rooms(self) -> list[str]:
+        return sorted(self._rooms)
+
+    async def counts(self, room: str) -> RoomCounts:
+        r = self._rooms.get(room) or _Room()
+        rate = grant_rate(r.rate_sum, r.rate_at, r.rate_since, self._clock())
+        return RoomCounts(room, len(r.waiting), len(r.active), rate)
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
