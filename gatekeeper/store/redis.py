@@ -214,20 +214,6 @@ class RedisStore:
         return sorted(str(r) for r in rooms)
 
     @_translated
-    async def forget_rooms_idle_since(self, cutoff_s: float, keep: set[str]) -> list[str]:
-        """Drop rooms registered before `cutoff_s` (epoch s) that hold nobody; return them."""
-        stale = await self._redis.zrangebyscore(self._rooms_key, "-inf", cutoff_s)
-        dropped: list[str] = []
-        for room in map(str, stale):
-            if room in keep:
-                continue
-            counts = await self.counts(room)
-            if counts.waiting == 0 and counts.active == 0:
-                await self._redis.zrem(self._rooms_key, room)
-                dropped.append(room)
-        return dropped
-
-    @_translated
     async def counts(self, room: str) -> RoomCounts:
         k = self.keys(room)
         async with self._redis.pipeline(transaction=False) as pipe:

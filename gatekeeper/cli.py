@@ -1,0 +1,78 @@
+"""The `gatekeeper` command: `run` serves the room, `check-config` validates a config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from gatekeeper.config import Settings, describe, load_config
+from gatekeeper.errors import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="serve the waiting room (API, grant loop, gate)")
+    check = commands.add_parser("check-config", help="validate a config and print a summary")
+    for sub in (run, check):
+        sub.add_argument("--config", metavar="PATH", help="config.yaml to load")
+        sub.add_argument("--redis-url", metavar="URL", help="redis://… (default: embedded store)")
+        sub.add_argument("--origin", metavar="URL", help="put the gate in front of this origin")
+    run.add_argument("--host", help="address to listen on")
+    run.add_argument("--port", type=int, help="port to listen on")
+    run.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if args.redis_url is not None:
+        overrides["waitingroom.redis.url"] = args.redis_url
+    if args.origin is not None:
+        overrides["waitingroom.gate.origin"] = args.origin
+    if getattr(args, "host", None) is not None:
+        overrides["waitingroom.server.host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["waitingroom.server.port"] = args.port
+    return load_config(args.config, overrides=overrides)
+
+
+def _run(settings: Settings, log_level: str) -> None:
+    import uvicorn
+
+    from gatekeeper.app import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        lifespan="on",
+        log_level=log_level,
+        timeout_graceful_shutdown=int(settings.server.graceful_timeout),
+        # Client addresses come from the socket; trusted forwarders are the gate's concern.
+        proxy_headers=False,
+        server_header=False,
+    )
+    # uvicorn turns SIGTERM/SIGINT into a graceful shutdown: in-flight requests finish,
+    # then the lifespan stops the grant loop and closes the store.
+    uvicorn.Server(config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gatekeeper` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"gatekeeper: config error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(describe(settings))
+        return 0
+    _run(settings, args.log_level)
+    return 0

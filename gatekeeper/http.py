@@ -1,0 +1,88 @@
+"""Small ASGI helpers shared by the API and the gate: JSON replies and bounded body reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+HeaderSeq = Sequence[tuple[bytes, bytes]]
+
+NO_STORE = (b"cache-control", b"no-store, private")
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the configured limit."""
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a request header (name in lower case)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def wants_json(scope: Scope) -> bool:
+    """True for fetch/XHR requests and those that accept JSON rather than HTML."""
+    accept = header(scope, b"accept") or b""
+    if b"application/json" in accept and b"text/html" not in accept:
+        return True
+    return header(scope, b"x-requested-with") == b"XMLHttpRequest"
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing more than `limit` bytes before reading them all."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, content_type: bytes, headers: HeaderSeq = ()
+) -> None:
+    """Send a complete response with a known length and `Cache-Control: no-store`."""
+    raw = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        NO_STORE,
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, obj: object, headers: HeaderSeq = ()) -> None:
+    """Send a JSON response."""
+    body = json.dumps(obj, separators=(",", ":")).encode()
+    await send_bytes(send, status, body, b"application/json", headers)
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: HeaderSeq = ()
+) -> None:
+    """Send the API's error shape: `{"error": {"code", "message"}}`."""
+    await send_json(send, status, {"error": {"code": code, "message": message}}, headers)

@@ -1,0 +1,72 @@
+"""Room rules: which room an event maps to, each room's policy, and what a waiter is told."""
+
+from __future__ import annotations
+
+import math
+
+from gatekeeper.config import PollingSettings, Settings, policy_for
+from gatekeeper.store.base import ROOM_ID, RoomPolicy, Status, Ticket
+
+
+class Rooms:
+    """Resolves event ids to rooms and rooms to their (cached) policies."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.default = settings.rooms.default_room
+        self._allow_unlisted = settings.rooms.allow_unlisted
+        self._policies: dict[str, RoomPolicy] = {}
+        self.configured = frozenset({self.default, *settings.rooms.overrides})
+
+    def resolve(self, event_id: str | None) -> str | None:
+        """The room of an event id (None/empty → default room); None when not allowed."""
+        if not event_id:
+            return self.default
+        if not ROOM_ID.fullmatch(event_id):
+            return None
+        if event_id not in self.configured and not self._allow_unlisted:
+            return None
+        return event_id
+
+    def policy(self, room: str) -> RoomPolicy:
+        """The policy of a room: defaults merged with its override."""
+        found = self._policies.get(room)
+        if found is None:
+            found = self._policies[room] = policy_for(self._settings, room)
+        return found
+
+
+def estimated_wait_seconds(ticket: Ticket) -> int | None:
+    """Seconds until this waiter is let in at the observed grant rate (None: no rate yet)."""
+    if ticket.status is Status.ACTIVE:
+        return 0
+    if ticket.status is not Status.WAITING or ticket.grant_rate <= 0:
+        return None
+    return math.ceil((ticket.ahead + 1) / ticket.grant_rate)
+
+
+def poll_after_ms(ticket: Ticket, polling: PollingSettings, policy: RoomPolicy) -> int:
+    """How long the client should wait before polling again.
+
+    Near the front (or with a short ETA) clients poll often so a grant is claimed quickly; far
+    back they poll rarely, so a huge queue costs little. Always well inside the waiting timeout
+    and the claim window, so a slow poller never loses a place.
+    """
+    ceiling = min(polling.max_ms, policy.waiting_timeout_ms // 4, policy.claim_window_ms // 3)
+    ceiling = max(ceiling, polling.min_ms)
+    if ticket.status is not Status.WAITING:
+        return ceiling
+    eta = estimated_wait_seconds(ticket)
+    wanted = eta * 100 if eta is not None else ticket.ahead * 200
+    return max(polling.min_ms, min(wanted, ceiling))
+
+
+def status_body(ticket: Ticket, polling: PollingSettings, policy: RoomPolicy) -> dict[str, object]:
+    """The poll API's JSON object for a ticket."""
+    return {
+        "sessionId": ticket.session_id,
+        "status": ticket.status.value,
+        "position": ticket.ahead,
+        "estimatedWaitSeconds": estimated_wait_seconds(ticket),
+        "pollAfterMs": poll_after_ms(ticket, polling, policy),
+    }

@@ -1,0 +1,148 @@
+"""Signing and verifying the visitor cookie value (itsdangerous, HMAC-SHA256, key rotation)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from itsdangerous import BadData, TimestampSigner
+
+from gatekeeper.errors import ConfigError
+from gatekeeper.store.base import room_of
+
+VERSION = "1"
+"""The payload format version written by `CookieCodec.dumps`."""
+
+MAX_COOKIE_LEN = 512
+"""Longer cookie values are refused before any parsing or crypto."""
+
+MIN_KEY_LEN = 16
+"""Shortest accepted signing key, in characters (str) or bytes."""
+
+_MAX_PASS_MS = 10**16
+
+# `1~<session_id>~<pass_until_ms>.<timestamp>.<signature>`. Everything but the signature is
+# covered by the HMAC, so only the signature needs to be canonical: 32 digest bytes are 43
+# base64 characters whose last one carries 4 data bits and 2 padding bits, and the decoder
+# ignores the padding bits. Accepting only zero padding bits means one digest has one spelling,
+# so no tampered string can verify and the cache holds one entry per cookie.
+_SHAPE = re.compile(
+    r"1~([^~]{1,87})~(0|[1-9][0-9]{0,15})"
+    r"\.[A-Za-z0-9_-]{2,11}\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """What a valid cookie says: the session, and until when (epoch ms) it may skip the store."""
+
+    session_id: str
+    pass_until_ms: int
+
+
+class _ClockedSigner(TimestampSigner):
+    """A `TimestampSigner` that reads an injectable clock, so expiry is testable and consistent."""
+
+    def __init__(self, keys: list[bytes], salt: str, clock: Callable[[], float]) -> None:
+        super().__init__(keys, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        """Whole seconds from the injected clock."""
+        return int(self._clock())
+
+
+def _check_keys(keys: Sequence[str | bytes]) -> list[bytes]:
+    # A bare string is a Sequence too; iterating it would make one-character keys.
+    if isinstance(keys, str | bytes):
+        raise ConfigError("cookie keys: expected a list of keys, got a single string")
+    out: list[bytes] = []
+    for i, key in enumerate(keys):
+        if not isinstance(key, str | bytes):
+            raise ConfigError(f"cookie keys: key #{i} is not a string")
+        if len(key) < MIN_KEY_LEN:
+            # Never echo the key itself: this message may end up in logs.
+            raise ConfigError(
+                f"cookie keys: key #{i} is {len(key)} long, at least {MIN_KEY_LEN} required"
+            )
+        out.append(key.encode() if isinstance(key, str) else key)
+    if not out:
+        raise ConfigError("cookie keys: at least one key is required")
+    return out
+
+
+class CookieCodec:
+    """Signs and verifies visitor cookie values; the newest key signs, every key verifies.
+
+    `keys` are ordered oldest to newest. Successful verifications are cached by raw value
+    until the signature expires, so each distinct cookie is verified at most once.
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_clock", "_max_age", "_signer")
+
+    def __init__(
+        self,
+        keys: Sequence[str | bytes],
+        *,
+        max_age_s: int,
+        salt: str = "gatekeeper.cookie",
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_age_s <= 0:
+            raise ConfigError(f"cookie max_age_s: must be positive, got {max_age_s}")
+        if cache_size < 0:
+            raise ConfigError(f"cookie cache_size: must be >= 0, got {cache_size}")
+        self._signer = _ClockedSigner(_check_keys(keys), salt, clock)
+        self._max_age = max_age_s
+        self._cache_size = cache_size
+        self._clock = clock
+        # raw cookie -> (visitor, epoch seconds from which the signature is too old)
+        self._cache: dict[str, tuple[Visitor, float]] = {}
+
+    def dumps(self, session_id: str, pass_until_ms: int) -> str:
+        """A signed, timestamped, cookie-safe value naming `session_id` and its pass deadline."""
+        if room_of(session_id) is None:
+            raise ValueError(f"malformed session id: {session_id!r}")
+        if not 0 <= pass_until_ms < _MAX_PASS_MS:
+            raise ValueError(f"pass_until_ms out of range: {pass_until_ms}")
+        payload = f"{VERSION}~{session_id}~{pass_until_ms}"
+        return self._signer.sign(payload).decode("ascii")
+
+    def loads(self, raw: str) -> Visitor | None:
+        """The visitor a cookie value names, or None when it is not a valid, fresh cookie."""
+        if len(raw) > MAX_COOKIE_LEN:
+            return None
+        hit = self._cache.get(raw)
+        if hit is not None:
+            if self._clock() < hit[1]:
+                return hit[0]
+            self._cache.pop(raw, None)
+            return None
+        return self._verify(raw)
+
+    def _verify(self, raw: str) -> Visitor | None:
+        # Cheap structural checks first: garbage never reaches the HMAC.
+        if not raw.isascii():
+            return None
+        shape = _SHAPE.fullmatch(raw)
+        if shape is None:
+            return None
+        session_id = shape.group(1)
+        if room_of(session_id) is None:
+            return None
+        try:
+            _, signed_at = self._signer.unsign(raw, max_age=self._max_age, return_timestamp=True)
+        except (BadData, ValueError, OverflowError, OSError):
+            return None
+        visitor = Visitor(session_id, int(shape.group(2)))
+        if self._cache_size:
+            if len(self._cache) >= self._cache_size:
+                # Evict the oldest insertion: keeps hits free of reordering work.
+                self._cache.pop(next(iter(self._cache)), None)
+            # itsdangerous accepts while int(now) - signed_at <= max_age.
+            self._cache[raw] = (visitor, signed_at.timestamp() + self._max_age + 1)
+        return visitor
