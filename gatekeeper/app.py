@@ -1,102 +1,13 @@
-"""Composition root: builds the store, rooms, granter and API, and owns their lifespans."""
+"""Composition root: the ASGI app for a config (the gate before an origin, or the API alone)."""
 
 from __future__ import annotations
 
-import logging
-from types import TracebackType
-
-from gatekeeper.api import WaitingRoomAPI
 from gatekeeper.config import Settings
-from gatekeeper.errors import StoreError
-from gatekeeper.granter import Granter
-from gatekeeper.http import Receive, Scope, Send, send_bytes, send_error
-from gatekeeper.room import Rooms
-from gatekeeper.store import open_store
+from gatekeeper.http import Receive, Scope, Send, send_error
+from gatekeeper.middleware import WaitingRoom
+from gatekeeper.proxy import ProxySettings, ReverseProxy
+from gatekeeper.runtime import Runtime, serve_lifespan
 from gatekeeper.store.base import Clock, Store
-
-log = logging.getLogger("gatekeeper")
-
-
-class Runtime:
-    """The core of one gatekeeper process: store, rooms, grant loop and JSON API."""
-
-    def __init__(
-        self, settings: Settings, *, store: Store | None = None, clock: Clock | None = None
-    ) -> None:
-        self.settings = settings
-        r = settings.redis
-        self.store = store or open_store(
-            r.url,
-            key_prefix=r.key_prefix,
-            stream=r.stream,
-            pool_size=r.pool_size,
-            connect_timeout_s=r.connect_timeout_ms / 1000,
-            socket_timeout_s=r.socket_timeout_ms / 1000,
-            clock=clock,
-        )
-        self.rooms = Rooms(settings)
-        self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms)
-        self.api = WaitingRoomAPI(self.store, self.rooms, settings)
-        self._started = False
-
-    async def start(self) -> None:
-        """Start the grant loop (idempotent)."""
-        if not self._started:
-            self._started = True
-            self.granter.start()
-            log.info("grant loop started (every %d ms)", self.settings.processing.rate_ms)
-
-    async def stop(self) -> None:
-        """Stop the grant loop and release the store's connections (idempotent)."""
-        if self._started:
-            self._started = False
-            await self.granter.stop()
-            await self.store.aclose()
-
-    async def __aenter__(self) -> Runtime:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def health(self, scope: Scope, send: Send) -> bool:
-        """Answer `/healthz` (process alive) and `/readyz` (store reachable); False otherwise."""
-        path = scope["path"]
-        if path == "/healthz":
-            await send_bytes(send, 200, b"ok\n", b"text/plain; charset=utf-8")
-            return True
-        if path == "/readyz":
-            try:
-                await self.store.ping()
-            except StoreError as exc:
-                await send_error(send, 503, "store_unavailable", str(exc))
-            else:
-                await send_bytes(send, 200, b"ready\n", b"text/plain; charset=utf-8")
-            return True
-        return False
-
-
-async def serve_lifespan(runtime: Runtime, receive: Receive, send: Send) -> None:
-    """Run the ASGI lifespan protocol for a runtime with no inner app."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            try:
-                await runtime.start()
-            except Exception as exc:
-                await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                return
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await runtime.stop()
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 class Service:
@@ -112,12 +23,26 @@ class Service:
             return
         if self.runtime.api.handles(scope["path"]):
             return await self.runtime.api(scope, receive, send)
-        if not await self.runtime.health(scope, send):
+        if not await self.runtime.health(scope["path"], send):
             await send_error(send, 404, "not_found", "no such endpoint")
 
 
 def create_app(
     settings: Settings, *, store: Store | None = None, clock: Clock | None = None
-) -> Service:
-    """The ASGI app for `settings`."""
-    return Service(Runtime(settings, store=store, clock=clock))
+) -> Service | WaitingRoom:
+    """The ASGI app for `settings`: proxy mode when `gate.origin` is set, else API-only."""
+    runtime = Runtime(settings, store=store, clock=clock)
+    if not settings.gate.origin:
+        return Service(runtime)
+    p = settings.proxy
+    proxy = ReverseProxy(
+        settings.gate.origin,
+        ProxySettings(
+            connect_timeout_s=p.connect_timeout,
+            read_timeout_s=p.read_timeout,
+            pool_size=p.pool_size,
+            host_header=p.host_header,
+            trusted_proxies=p.trusted_proxies,
+        ),
+    )
+    return WaitingRoom(proxy, runtime=runtime, clock=clock)

@@ -57,6 +57,8 @@ def _run(settings: Settings, log_level: str) -> None:
         # Client addresses come from the socket; trusted forwarders are the gate's concern.
         proxy_headers=False,
         server_header=False,
+        # The origin's Date passes through the proxy; a second one would be a duplicate.
+        date_header=not settings.gate.origin,
     )
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown: in-flight requests finish,
     # then the lifespan stops the grant loop and closes the store.

@@ -46,8 +46,10 @@ def read_cookie(headers: Headers, name: str) -> str | None:
     return None
 
 
-def strip_cookie(headers: Headers, name: str) -> Headers:
+def strip_cookie(headers: Headers, name: str, *, family: bool = False) -> Headers:
     """`headers` with every cookie `name` removed from the Cookie headers.
+
+    With `family`, cookies named `name-<anything>` go too (the per-room cookies).
 
     Other cookies keep their bytes and order; a Cookie header left empty is dropped; other
     headers are untouched.
@@ -60,7 +62,7 @@ def strip_cookie(headers: Headers, name: str) -> Headers:
             out.append(header)
             continue
         pairs = value.split(b";")
-        kept = [p for p in pairs if p.partition(b"=")[0].strip(_OWS) != want or b"=" not in p]
+        kept = [p for p in pairs if b"=" not in p or not _ours(p, want, family)]
         if len(kept) == len(pairs):
             out.append(header)
             continue
@@ -68,6 +70,11 @@ def strip_cookie(headers: Headers, name: str) -> Headers:
         if rest.strip(b" \t;"):
             out.append((key, rest))
     return out
+
+
+def _ours(pair: bytes, want: bytes, family: bool) -> bool:
+    found = pair.partition(b"=")[0].strip(_OWS)
+    return found == want or (family and found.startswith(want + b"-"))
 
 
 def _attributes(path: str, domain: str | None, secure: bool, same_site: str) -> bytes:

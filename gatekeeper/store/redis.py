@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Coroutine
 from importlib import resources
@@ -10,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from gatekeeper.errors import StoreError
 from gatekeeper.store.base import (
@@ -53,6 +54,22 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     return wrapper
 
 
+class _Script:
+    """A Lua script called by SHA; when Redis lost its script cache (restart, failover,
+    SCRIPT FLUSH) the call falls back to EVAL, which runs and caches it in one atomic step."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self._client = client
+        self._source = _load_script(name)
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[str | int]) -> Any:
+        try:
+            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._client.eval(self._source, len(keys), *keys, *args)
+
+
 class RedisKeys:
     """Key names of one room; the `{room}` hash tag keeps a room in one cluster slot."""
 
@@ -86,10 +103,10 @@ class RedisStore:
         self._keys: dict[str, RedisKeys] = {}
         self._registered: dict[str, float] = {}
         self._rooms_key = f"{key_prefix}:rooms"
-        self._join = client.register_script(_load_script("join"))
-        self._poll = client.register_script(_load_script("poll"))
-        self._leave = client.register_script(_load_script("leave"))
-        self._grant = client.register_script(_load_script("grant"))
+        self._join = _Script(client, "join")
+        self._poll = _Script(client, "poll")
+        self._leave = _Script(client, "leave")
+        self._grant = _Script(client, "grant")
 
     @classmethod
     def from_url(

@@ -1,0 +1,297 @@
+"""WaitingRoom: the gate, as pure ASGI middleware around any ASGI app (or the reverse proxy)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from types import TracebackType
+
+from gatekeeper.config import Settings, load_config
+from gatekeeper.cookies import read_cookie, set_cookie_header, strip_cookie
+from gatekeeper.errors import StoreError
+from gatekeeper.http import (
+    ASGIApp,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    send_bytes,
+    send_error,
+    send_json,
+    wants_json,
+)
+from gatekeeper.pages import PageRenderer, WaitingView, static_file
+from gatekeeper.paths import PathRules
+from gatekeeper.proof import make_proof
+from gatekeeper.room import estimated_wait_seconds, poll_after_ms, status_body
+from gatekeeper.runtime import Runtime, serve_lifespan
+from gatekeeper.store.base import TERMINAL, Clock, Status, Ticket, new_session_id, room_of
+from gatekeeper.tokens import CookieCodec
+
+log = logging.getLogger("gatekeeper.gate")
+
+COMMAND_HEADER = b"x-gatekeeper-command"
+RETRY_AFTER_DOWN = 5
+_HTML = b"text/html; charset=utf-8"
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class WaitingRoom:
+    """The gate: visitors without a place wait on a page; admitted visitors reach `app`.
+
+    `WaitingRoom(app, settings)` wraps any ASGI app; `WaitingRoom(ReverseProxy(origin), ...)` is
+    proxy mode. The gate's JSON API and assets are served beside the app, and the store and
+    grant loop start and stop with the app's lifespan (or `async with waiting_room:`).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings | None = None,
+        *,
+        runtime: Runtime | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if runtime is None:
+            runtime = Runtime(settings or load_config(), clock=clock)
+        self.app = app
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
+        gate = settings.gate
+        self._clock = clock or _wall_ms
+        keys = settings.cookie_keys
+        if not keys:
+            log.warning(
+                "WAITINGROOM_GATE_COOKIE_KEYS is not set: using a random key, so cookies do not "
+                "survive a restart and replicas cannot share visitors"
+            )
+            keys = (secrets.token_urlsafe(32),)
+        self.codec = CookieCodec(keys, max_age_s=int(gate.cookie.max_age))
+        self.rules = PathRules(gate, settings.rooms.default_room)
+        self.pages = PageRenderer(gate.waiting_template or None)
+        self._cookie = gate.cookie
+        self._default_room = settings.rooms.default_room
+        self._static = gate.static_prefix.rstrip("/")
+        self._pass_ms = int(gate.cookie.pass_ttl * 1000)
+        self._proof_header = gate.proof_header.lower().encode()
+        self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
+        self._fail_open = gate.failure_policy == "open"
+        self._waiting_status = gate.waiting_status
+
+    async def __aenter__(self) -> WaitingRoom:
+        await self.runtime.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.runtime.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            return await self._lifespan(scope, receive, send)
+        if kind not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        path: str = scope["path"]
+        if kind == "http":
+            if self.runtime.api.handles(path):
+                return await self.runtime.api(scope, receive, send)
+            if path.startswith(self._static + "/"):
+                return await self._own(scope, send, path[len(self._static) :])
+        room = self.rules.room_for(scope)
+        if room is None:
+            return await self.app(scope, receive, send)
+        await self._gate(scope, receive, send, room)
+
+    def cookie_name(self, room: str) -> str:
+        """The cookie holding a visitor's session in `room` (one cookie per room)."""
+        base = self._cookie.name
+        return base if room == self._default_room else f"{base}-{room}"
+
+    async def _gate(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        name = self.cookie_name(room)
+        raw = read_cookie(scope["headers"], name)
+        visitor = self.codec.loads(raw) if raw else None
+        if visitor is not None and room_of(visitor.session_id) != room:
+            visitor = None
+        now = self._clock()
+        if visitor is not None and visitor.pass_until_ms > now:
+            # The hot path: an admitted visitor with a fresh pass costs no store call.
+            return await self._forward(scope, receive, send, room, visitor.session_id, None)
+        store, policy = self.runtime.store, self.runtime.rooms.policy(room)
+        try:
+            ticket = None
+            if visitor is not None:
+                ticket = await store.poll(visitor.session_id, policy)
+            if ticket is None or ticket.status in TERMINAL:
+                ticket = await store.join(room, new_session_id(room), policy)
+        except StoreError as exc:
+            return await self._store_down(scope, receive, send, exc)
+        if ticket.status is Status.ACTIVE:
+            cookie = self._set_cookie(name, ticket.session_id, now + self._pass_ms)
+            return await self._forward(scope, receive, send, room, ticket.session_id, cookie)
+        fresh = visitor is None or visitor.session_id != ticket.session_id
+        await self._waiting(
+            scope, send, ticket, self._set_cookie(name, ticket.session_id, 0) if fresh else None
+        )
+
+    def _set_cookie(self, name: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
+        c = self._cookie
+        return set_cookie_header(
+            name,
+            self.codec.dumps(session_id, pass_until_ms),
+            max_age_s=int(c.max_age),
+            secure=c.secure,
+            same_site=c.same_site,
+            path=c.path,
+            domain=c.domain or None,
+        )
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        room: str,
+        session_id: str,
+        cookie: tuple[bytes, bytes] | None,
+    ) -> None:
+        headers = self._upstream_headers(scope["headers"], session_id)
+        inner = dict(scope)
+        inner["headers"] = headers
+        if scope["type"] != "http":
+            return await self.app(inner, receive, send)
+        done = self.rules.is_done(scope["path"])
+        leave = False
+
+        async def send_through(message: Message) -> None:
+            nonlocal leave
+            if message["type"] == "http.response.start":
+                out: Headers = []
+                for key, value in message.get("headers", ()):
+                    if key.lower() == COMMAND_HEADER:
+                        leave = leave or value.strip().lower() == b"leave"
+                    else:
+                        out.append((key, value))
+                if done and message["status"] < 400:
+                    leave = True
+                if cookie is not None:
+                    out.append(cookie)
+                message = {**message, "headers": out}
+            await send(message)
+
+        await self.app(inner, receive, send_through)
+        if leave:
+            await self._leave(room, session_id)
+
+    def _upstream_headers(self, headers: Headers, session_id: str) -> Headers:
+        # The origin never sees our cookies, nor a client-made copy of the proof header.
+        out = strip_cookie(headers, self._cookie.name, family=True)
+        out = [(k, v) for k, v in out if k.lower() != self._proof_header]
+        if self._proof_secret is not None:
+            proof = make_proof(self._proof_secret, session_id, self._clock() // 1000)
+            out.append((self._proof_header, proof.encode()))
+        return out
+
+    async def _leave(self, room: str, session_id: str) -> None:
+        try:
+            await self.runtime.store.leave(session_id, self.runtime.rooms.policy(room))
+        except StoreError as exc:
+            log.warning("could not release %s: %s", session_id, exc)
+
+    async def _waiting(
+        self, scope: Scope, send: Send, ticket: Ticket, cookie: tuple[bytes, bytes] | None
+    ) -> None:
+        policy = self.runtime.rooms.policy(ticket.room)
+        poll_ms = poll_after_ms(ticket, self.settings.polling, policy)
+        headers: Headers = [(b"retry-after", str(max(1, poll_ms // 1000)).encode())]
+        if cookie is not None:
+            headers.append(cookie)
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1013})
+            return
+        if wants_json(scope):
+            body = status_body(ticket, self.settings.polling, policy)
+            return await send_json(send, self._waiting_status, body, headers)
+        view = WaitingView(
+            session_id=ticket.session_id,
+            status=ticket.status.value,
+            position=ticket.ahead,
+            estimated_wait_seconds=estimated_wait_seconds(ticket),
+            poll_after_ms=poll_ms,
+            status_url=self.runtime.api.session_url(ticket.session_id),
+            static_prefix=self._static + "/static",
+            room=ticket.room,
+        )
+        html = self.pages.render_waiting(view)
+        await send_bytes(send, self._waiting_status, html, _HTML, headers)
+
+    async def _store_down(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        if self._fail_open:
+            log.error("store unavailable, failing OPEN (visitor let through): %s", exc)
+            return await self.app(scope, receive, send)
+        log.warning("store unavailable, visitor held back: %s", exc)
+        retry = [(b"retry-after", str(RETRY_AFTER_DOWN).encode())]
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1013})
+        elif wants_json(scope):
+            await send_error(send, 503, "store_unavailable", "try again shortly", retry)
+        else:
+            html = self.pages.render_unavailable(RETRY_AFTER_DOWN)
+            await send_bytes(send, 503, html, _HTML, retry)
+
+    async def _own(self, scope: Scope, send: Send, sub: str) -> None:
+        if sub.startswith("/static/"):
+            found = static_file(sub[len("/static/") :])
+            if found is not None:
+                content, content_type = found
+                # Links carry a content hash (?v=…), so the files may be cached for long.
+                cache = (b"cache-control", b"public, max-age=86400")
+                start = {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", content_type.encode()),
+                        (b"content-length", str(len(content)).encode()),
+                        cache,
+                    ],
+                }
+                await send(start)
+                await send({"type": "http.response.body", "body": content})
+                return
+        elif sub in ("/healthz", "/readyz") and await self.runtime.health(sub, send):
+            return
+        await send_error(send, 404, "not_found", "no such endpoint")
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def receive_through() -> Message:
+            nonlocal started
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                started = True
+                await self.runtime.start()
+            return message
+
+        async def send_through(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.runtime.stop()
+            await send(message)
+
+        try:
+            await self.app(scope, receive_through, send_through)
+        except Exception:
+            if started:
+                raise
+            # The wrapped app has no lifespan support: run ours alone.
+            await serve_lifespan(self.runtime, receive, send)

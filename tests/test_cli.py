@@ -1,0 +1,145 @@
+"""Black-box: a real `gatekeeper run` process served over HTTP, and `check-config`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import unique_prefix
+from tests.redis_server import free_port
+
+PREFIX = "/api/waiting-room"
+CAPACITY = 3
+
+
+def gatekeeper_command() -> list[str]:
+    script = Path(sys.executable).with_name("gatekeeper")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("gatekeeper")
+    return [found] if found else [sys.executable, "-m", "gatekeeper"]
+
+
+@pytest.fixture
+def service(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    port = free_port()
+    log = tmp_path / "gatekeeper.log"
+    log_file = log.open("wb")
+    env = {
+        **os.environ,
+        "WAITINGROOM_PROCESSING_CAPACITY": str(CAPACITY),
+        "WAITINGROOM_PROCESSING_RATE_MS": "50",
+        "WAITINGROOM_REDIS_KEY_PREFIX": unique_prefix(),
+    }
+    proc = subprocess.Popen(
+        [*gatekeeper_command(), "run", "--port", str(port), "--redis-url", redis_url],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log_file.close()
+            err = log.read_text()
+            pytest.fail(f"gatekeeper run did not come up:\n{err}")
+        time.sleep(0.05)
+    try:
+        yield base, proc, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log_file.close()
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.redis
+async def test_many_joins_fill_exactly_capacity_and_leaving_lets_the_next_in(
+    service: tuple[str, subprocess.Popen[bytes], Path],
+):
+    base, proc, log = service
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        joins = await asyncio.gather(
+            *(client.post(f"{PREFIX}/sessions", json={"eventId": "E1"}) for _ in range(40))
+        )
+        assert {r.status_code for r in joins} == {202}
+        ids = [r.json()["sessionId"] for r in joins]
+
+        async def poll_all() -> dict[str, dict[str, object]]:
+            replies = await asyncio.gather(*(client.get(f"{PREFIX}/sessions/{s}") for s in ids))
+            return {s: r.json() for s, r in zip(ids, replies, strict=True)}
+
+        statuses = await poll_all()
+        active = [s for s, b in statuses.items() if b["status"] == "ACTIVE"]
+        waiting = sorted(
+            (b["position"], s) for s, b in statuses.items() if b["status"] == "WAITING"
+        )
+        assert len(active) == CAPACITY
+        assert len(waiting) == 40 - CAPACITY
+        assert [p for p, _ in waiting] == list(range(40 - CAPACITY))
+
+        leaver = active[0]
+        assert (await client.post(f"{PREFIX}/sessions/{leaver}:leave")).status_code == 204
+        next_in_line = waiting[0][1]
+
+        async def next_admitted() -> bool:
+            r = await client.get(f"{PREFIX}/sessions/{next_in_line}")
+            return bool(r.json()["status"] == "ACTIVE")
+
+        await wait_for(next_admitted)
+        final = await poll_all()
+        counts = {st: sum(b["status"] == st for b in final.values()) for st in ("ACTIVE", "LEFT")}
+        assert counts == {"ACTIVE": CAPACITY, "LEFT": 1}
+        assert final[waiting[1][1]]["position"] == 0
+
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean exit.
+    assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert "grant loop stopped" in log.read_text()
+
+
+def test_check_config_accepts_the_shipped_config_and_names_a_bad_key(tmp_path: Path):
+    root = Path(__file__).resolve().parent.parent
+    ok = subprocess.run(
+        [*gatekeeper_command(), "check-config", "--config", str(root / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "capacity" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("waitingroom:\n  processing:\n    capacity: lots\n")
+    failed = subprocess.run(
+        [*gatekeeper_command(), "check-config", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 2
+    assert "waitingroom.processing.capacity" in failed.stderr
