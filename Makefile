@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m gatekeeper run --port 8080
+	$(PY) -m examples.demo --port 8080 --origin-port 9000
 
 api: $(STAMP)
 	$(PY) -m gatekeeper run --port 8080

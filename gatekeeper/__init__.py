@@ -1,4 +1,4 @@
-"""gatekeeper: a virtual waiting room for Python — exact capacity, fair order, impossible to skip."""
+"""gatekeeper: a virtual waiting room for Python: exact capacity, fair order, no skipping."""
 
 from __future__ import annotations
 

@@ -23,7 +23,11 @@ class Service:
             return
         if self.runtime.api.handles(scope["path"]):
             return await self.runtime.api(scope, receive, send)
-        if not await self.runtime.health(scope["path"], send):
+        path = scope["path"]
+        own = self.runtime.settings.gate.static_prefix.rstrip("/")
+        if path.startswith(own + "/"):
+            path = path[len(own) :]
+        if not await self.runtime.health(path, send):
             await send_error(send, 404, "not_found", "no such endpoint")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="serve the waiting room (API, grant loop, gate)")
     check = commands.add_parser("check-config", help="validate a config and print a summary")
     for sub in (run, check):
-        sub.add_argument("--config", metavar="PATH", help="config.yaml to load")
+        sub.add_argument(
+            "--config",
+            metavar="PATH",
+            default=os.environ.get("WAITINGROOM_CONFIG") or None,
+            help="config.yaml to load (default: $WAITINGROOM_CONFIG, else built-in defaults)",
+        )
         sub.add_argument("--redis-url", metavar="URL", help="redis://… (default: embedded store)")
         sub.add_argument("--origin", metavar="URL", help="put the gate in front of this origin")
     run.add_argument("--host", help="address to listen on")

@@ -182,3 +182,5 @@ async def test_store_down_gives_503_with_retry_after():
         assert (await c.get(f"{PREFIX}/sessions/{'a' * 22}.E1")).status_code == 503
         assert (await c.get("/readyz")).status_code == 503
         assert (await c.get("/healthz")).status_code == 200
+        assert (await c.get("/_gatekeeper/healthz")).status_code == 200
+        assert (await c.get("/_gatekeeper/readyz")).status_code == 503
