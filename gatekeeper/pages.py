@@ -37,6 +37,7 @@ WAITING_PLACEHOLDERS = frozenset(
         "eta_seconds",
         "poll_after_ms",
         "refresh_seconds",
+        "refresh_text",
         "status_url",
         "static_prefix",
         "css_url",
@@ -228,6 +229,7 @@ class PageRenderer:
         position = max(view.position, 0)
         poll_ms = max(view.poll_after_ms, 0)
         eta = view.estimated_wait_seconds
+        refresh = max(1, math.ceil(poll_ms / 1000))
         values = {
             "title": view.title,
             "room": view.room,
@@ -238,7 +240,8 @@ class PageRenderer:
             "eta_text": describe_wait(eta),
             "eta_seconds": "" if eta is None else str(eta),
             "poll_after_ms": str(poll_ms),
-            "refresh_seconds": str(max(1, math.ceil(poll_ms / 1000))),
+            "refresh_seconds": str(refresh),
+            "refresh_text": "second" if refresh == 1 else f"{refresh} seconds",
             "status_url": view.status_url,
             "static_prefix": view.static_prefix.rstrip("/"),
             "css_url": _asset_url(view.static_prefix, "waiting.css"),

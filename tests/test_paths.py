@@ -366,13 +366,14 @@ _HEX = "0123456789abcdefABCDEF"
 @st.composite
 def encoded(draw: st.DrawFn, path: str) -> tuple[str, bytes]:
     """(path, raw_path) as a server hands them over: `raw` percent-encodes some characters."""
+    rnd = draw(st.randoms(use_true_random=False))  # cheap choices keep the paths diverse
     out = []
     for char in path:
         must = char in "%?# " or not char.isascii() or not char.isprintable()
-        if must or draw(st.integers(0, 4)) == 0:
+        if must or rnd.random() < 0.2:
             for byte in char.encode("utf-8", "surrogatepass"):
                 code = f"{byte:02X}"
-                out.append("%" + (code.lower() if draw(st.booleans()) else code))
+                out.append("%" + (code.lower() if rnd.random() < 0.5 else code))
         else:
             out.append(char)
     raw = "".join(out)
@@ -436,20 +437,23 @@ def _bypass_reading(reading: str) -> bool:
     return static or reading == "/healthz" or last.endswith(".css")
 
 
-_TOKENS = st.sampled_from(
-    ["/", "/", "/", "static", "STATIC", "seats", "A1", "healthz", "app.css", "x.CSS", ".css"]
-    + ["..", ".", "/../", "/./", ";", ";x.css", "..;", "\\", "\\..\\", "%2e", "%2e%2e/"]
-    + ["%2F", "／", "．．", "..／", " ", "...", ".. ", "E1"]
+_SEGMENTS = st.one_of(
+    st.sampled_from(["..", ".", "...", ".. ", ". ", "..;", "%2e%2e", "%2e", "．．"]),
+    st.sampled_from(["static", "STATIC", "seats", "healthz", "app.css", "x.CSS", ".css", "x"]),
+    st.sampled_from(["", " ", ";x.css", "x;", "%2F"]),
 )
+_SEPARATORS = st.sampled_from(["/", "/", "/", "/", "/", "\\", "//", "／"])
 
 
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_a_bypass_is_a_bypass_for_every_reading(data: st.DataObject) -> None:
-    head = data.draw(st.sampled_from(["", "static/", "static", "healthz"]))
-    tail = data.draw(st.sampled_from(["", "", "/app.css", ".css", "/healthz"]))
-    tokens = data.draw(st.lists(_TOKENS, max_size=6))
-    path, raw = data.draw(encoded("/" + head + "".join(tokens) + tail))
+    # Mostly below /static and not ending in .css: where an escape would be a real bypass.
+    path = data.draw(st.sampled_from(["/static", "/static", "/static", "", "/healthz"]))
+    for segment in data.draw(st.lists(_SEGMENTS, max_size=3)):
+        path += data.draw(_SEPARATORS) + segment
+    path += data.draw(st.sampled_from(["", "", "", "/seats", "/app.css", ".css", "/healthz"]))
+    path, raw = data.draw(encoded(path or "/"))
     if PROPERTY.room_for(scope(path, raw)) is None:
         readings = _readings(path)
         assert all(_bypass_reading(r) for r in readings), (path, raw, readings)

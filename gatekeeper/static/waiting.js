@@ -16,6 +16,10 @@
   var statusUrl = root.getAttribute("data-status-url") || "";
   var nextDelay = clamp(toNumber(root.getAttribute("data-poll-after-ms")), 2000);
   var joined = toNumber(root.getAttribute("data-joined-position"));
+  if (joined === null) {
+    // Remember the first position this tab saw, so the bar shows progress since then.
+    joined = rememberedStart(statusUrl, toNumber(root.getAttribute("data-position")));
+  }
 
   // The <noscript> meta refresh is off now that scripts run, so without fetch fall back to
   // reloading: the gate re-renders this page or lets the visitor in.
@@ -38,6 +42,19 @@
   var failureDelay = 0;
   var holdUntil = 0;
   var lastPollAt = 0;
+
+  function rememberedStart(key, position) {
+    var stored = null;
+    try {
+      stored = toNumber(window.sessionStorage.getItem("gk-start:" + key));
+      if (stored === null && position !== null) {
+        window.sessionStorage.setItem("gk-start:" + key, String(position));
+      }
+    } catch (e) {
+      // Storage may be disabled; the bar then counts from this page load.
+    }
+    return stored !== null ? stored : position;
+  }
 
   function toNumber(value) {
     if (value === null || value === undefined || value === "") {

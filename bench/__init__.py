@@ -1,0 +1,1 @@
+"""Benchmarks: run on loopback, report ratios measured side by side in one run."""

@@ -1,0 +1,211 @@
+"""End to end in headless Chromium: the demo fills up, a third visitor waits and gets in alone."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser_helpers import Demo, PageRecord, launch_chromium, run_demo
+
+try:
+    from playwright.async_api import Browser, Page, expect
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # pragma: no cover - launch_chromium() fails the test with how to install
+    pass
+
+pytestmark = pytest.mark.browser
+
+CAPACITY = 2
+ADMISSION_TIMEOUT_MS = 15_000  # from checkout to the waiting visitor's page showing the site
+STEP_TIMEOUT_MS = 15_000  # any single page load or click on a loaded 2-core machine
+COOKIE = "gk_session"
+SCREENSHOT_ENV = "GK_E2E_SCREENSHOT"  # e.g. /tmp/waiting-e2e.png; default: the test's tmp dir
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    with run_demo(tmp_path, capacity=CAPACITY) as running:
+        yield running
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with launch_chromium() as chromium:
+        yield chromium
+
+
+async def new_visitor(browser: Browser, *, javascript: bool = True) -> Page:
+    """A visitor with a cookie jar of their own (one browser context each)."""
+    context = await browser.new_context(java_script_enabled=javascript)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    context.set_default_navigation_timeout(STEP_TIMEOUT_MS)
+    return await context.new_page()
+
+
+async def close_all(pages: list[Page]) -> None:
+    for page in pages:
+        await page.context.close()
+
+
+async def open_site(page: Page, demo: Demo) -> None:
+    """A visitor who gets in: the site's home page, not the waiting page."""
+    await page.goto(f"{demo.url}/")
+    await expect(page.locator("#site-title")).to_be_visible()
+    await expect(page.locator("#gk-room")).to_have_count(0)
+
+
+async def open_waiting(page: Page, demo: Demo) -> None:
+    """A visitor who must wait: first in line, so "You're next", and none of the site."""
+    await page.goto(f"{demo.url}/")
+    room = page.locator("#gk-room")
+    await expect(room).to_be_visible()
+    await expect(room).to_have_attribute("data-status", "WAITING")
+    await expect(room).to_have_attribute("data-position", "0")
+    await expect(page.locator("#gk-position")).to_have_text("You're next")
+    await expect(page.locator("#site-title")).to_have_count(0)
+
+
+async def buy_a_seat(page: Page) -> float:
+    """Pick an event, a free seat, hold it and complete the purchase, all by clicking.
+
+    Returns time.monotonic() just before "Complete purchase" was clicked: the moment the gate
+    is told this visitor is done and their place is released.
+    """
+    await page.get_by_role("link", name="Choose seats").first.click()
+    await expect(page).to_have_url(re.compile(r"/events/[a-z-]+$"))
+    seat = page.locator("label.seat.free").first
+    radio_id = await seat.get_attribute("for")
+    assert radio_id, "a free seat's label names its radio button"
+    await seat.click()
+    await expect(page.locator(f"#{radio_id}")).to_be_checked()
+    await page.get_by_role("button", name="Hold this seat").click()
+    await expect(page).to_have_url(re.compile(r"/checkout$"))
+    await expect(page.get_by_role("heading", name="Checkout")).to_be_visible()
+    released_at = time.monotonic()
+    await page.get_by_role("button", name="Complete purchase").click()
+    await expect(
+        page.get_by_role("heading", name="Thank you — your seat is booked")
+    ).to_be_visible()
+    await expect(page.locator(".reference")).to_have_text(re.compile(r"^EA-[0-9A-F]{6}$"))
+    await expect(page.locator("#site-title")).to_be_visible()
+    return released_at
+
+
+async def wait_until_admitted(page: Page, record: PageRecord, demo: Demo, since: float) -> float:
+    """Seconds from `since` until the waiting page, left alone, shows the site."""
+    try:
+        await page.locator("#site-title").wait_for(state="visible", timeout=ADMISSION_TIMEOUT_MS)
+    except PlaywrightTimeout:
+        position = await page.locator("#gk-position").all_inner_texts()
+        pytest.fail(
+            f"the waiting visitor was not let in within {ADMISSION_TIMEOUT_MS / 1000:.0f} s of "
+            f"the checkout (page at {page.url}, position text {position}, {record.polls} "
+            f"status polls).\nDocuments loaded:\n{record.describe()}\n"
+            f"Demo output:\n{demo.log_tail()}"
+        )
+    return time.monotonic() - since
+
+
+async def assert_waited_then_admitted(record: PageRecord, released_at: float) -> None:
+    """The origin served this visitor nothing before their place was released: every document
+    before the first site page was the gate's waiting page, and that came after the release."""
+    landings = await record.settled()
+    kinds = [landing.kind for landing in landings]
+    assert "site" in kinds, f"never reached the site:\n{record.describe()}"
+    first_site = kinds.index("site")
+    assert first_site >= 1 and all(k == "waiting" for k in kinds[:first_site]), (
+        f"expected only the waiting page before the site:\n{record.describe()}"
+    )
+    assert landings[first_site].at >= released_at, (
+        f"the site was served before anyone left:\n{record.describe()}"
+    )
+    assert landings[first_site].status == 200
+
+
+async def assert_session_cookie_is_hidden(page: Page) -> None:
+    """gk_session is HttpOnly and SameSite=Lax, and page scripts cannot read it."""
+    cookies = {c.get("name"): c for c in await page.context.cookies()}
+    assert COOKIE in cookies, f"no {COOKIE} cookie in {sorted(map(str, cookies))}"
+    cookie = cookies[COOKIE]
+    assert cookie.get("httpOnly") is True
+    assert cookie.get("sameSite") == "Lax"
+    assert cookie.get("path") == "/"
+    visible = await page.evaluate("document.cookie")
+    assert COOKIE not in visible, f"document.cookie exposes the session: {visible!r}"
+
+
+async def test_third_visitor_waits_and_is_let_in_after_a_checkout(
+    browser: Browser, demo: Demo, tmp_path: Path
+) -> None:
+    first, second, third = [await new_visitor(browser) for _ in range(3)]
+    try:
+        await open_site(first, demo)
+        await open_site(second, demo)
+        await assert_session_cookie_is_hidden(first)
+
+        record = PageRecord.attach(third)
+        await open_waiting(third, demo)
+        await expect(third).to_have_title("You're in line")
+        shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "waiting-e2e.png")
+        await third.screenshot(path=shot, full_page=True)
+        # While the room is full the page polls the status API and keeps the visitor waiting.
+        await record.wait_for(lambda r: r.polls >= 1, "status poll while the room is full")
+        await expect(third.locator("#gk-position")).to_have_text("You're next")
+        assert record.count("site") == 0
+
+        released_at = await buy_a_seat(first)
+        # From here on the test only watches the third page: no click, no reload.
+        seconds = await wait_until_admitted(third, record, demo, released_at)
+        print(f"\nthird visitor admitted {seconds:.2f} s after checkout ({record.polls} polls)")
+
+        await expect(third).to_have_url(f"{demo.url}/")
+        await expect(third.get_by_role("heading", name="On sale now")).to_be_visible()
+        await expect(third.locator("#gk-room")).to_have_count(0)
+        await assert_waited_then_admitted(record, released_at)
+        await assert_session_cookie_is_hidden(third)
+        # The second visitor was never disturbed.
+        await second.reload()
+        await expect(second.locator("#site-title")).to_be_visible()
+    finally:
+        await close_all([first, second, third])
+
+
+async def test_visitor_without_javascript_is_let_in_by_the_noscript_refresh(
+    browser: Browser, demo: Demo
+) -> None:
+    first, second = [await new_visitor(browser) for _ in range(2)]
+    no_js = await new_visitor(browser, javascript=False)
+    try:
+        await open_site(first, demo)
+        await open_site(second, demo)
+
+        record = PageRecord.attach(no_js)
+        await open_waiting(no_js, demo)
+        # get_by_text() never looks inside <noscript>, so find the note by its place.
+        note = no_js.locator("#gk-room noscript p")
+        await expect(note).to_be_visible()
+        await expect(note).to_contain_text("This page refreshes itself every")
+        await expect(no_js.locator('noscript meta[http-equiv="refresh"]')).to_have_attribute(
+            "content", re.compile(r"^[1-9][0-9]*$")
+        )
+        # While the room is full the page refreshes itself and the visitor keeps waiting.
+        await record.wait_for(lambda r: r.count("waiting") >= 2, "refresh while the room is full")
+        assert record.count("site") == 0
+
+        released_at = await buy_a_seat(second)
+        # From here on the test only watches the no-JS page: no click, no reload.
+        seconds = await wait_until_admitted(no_js, record, demo, released_at)
+        print(f"\nno-JS visitor admitted {seconds:.2f} s after checkout")
+
+        await expect(no_js).to_have_url(f"{demo.url}/")
+        await expect(no_js.get_by_role("heading", name="On sale now")).to_be_visible()
+        assert record.polls == 0, "without JavaScript nothing should poll the status API"
+        await assert_waited_then_admitted(record, released_at)
+        await expect(first.locator("#site-title")).to_be_visible()
+    finally:
+        await close_all([first, second, no_js])
