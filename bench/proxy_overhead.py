@@ -83,7 +83,7 @@ def main() -> None:
         for p in procs:
             stack.callback(p.wait)
             stack.callback(p.kill)
-        cookies = {"gate60": admitted_cookie(ports["gate60"]), "gate0": admitted_cookie(ports["gate0"])}
+        cookies = {name: admitted_cookie(ports[name]) for name in ("gate60", "gate0")}
         order = ["origin", "proxy", "gate60", "gate0"]
         results: dict[str, list[float]] = {name: [] for name in order}
         for _ in range(args.rounds):
