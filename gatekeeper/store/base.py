@@ -49,6 +49,8 @@ class RoomPolicy:
     claim_window_ms: int
     idle_timeout_ms: int
     retention_ms: int
+    per_minute: int = 0
+    """New visitors admitted per minute at most (0 = no limit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,24 @@ class RoomCounts:
     waiting: int
     active: int
     grant_rate: float
+    oldest_join_ms: int = 0
+    """When the oldest entry still queued joined (0 when the queue is empty)."""
+
+
+class Mode(StrEnum):
+    """A room's admission mode, set live by operators."""
+
+    OPEN = "open"
+    PAUSED = "paused"
+    """No admissions (queue and grants frozen); admitted visitors continue."""
+    QUEUE_ALL = "queue-all"
+    """Emergency stop: no admissions, and the gate holds back admitted visitors too."""
+    PASSTHROUGH = "passthrough"
+    """The gate lets everyone through but still counts them."""
+
+
+CONTROL_FIELDS = ("capacity", "batch-size", "per-minute", "mode")
+"""Live room controls an operator may set; absent ones fall back to the configuration."""
 
 
 def new_session_id(room: str) -> str:
@@ -125,8 +145,11 @@ class Store(Protocol):
         """
         ...
 
-    async def leave(self, session_id: str, policy: RoomPolicy) -> bool:
-        """Release a session (idempotent). False when the id is unknown."""
+    async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
+        """Release a session (idempotent). False when the id is unknown.
+
+        `revoke` (an operator's action) ends it as EXPIRED instead of LEFT.
+        """
         ...
 
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
@@ -139,6 +162,30 @@ class Store(Protocol):
 
     async def counts(self, room: str) -> RoomCounts:
         """Live waiting/active counts of a room."""
+        ...
+
+    async def controls(self, room: str) -> dict[str, str]:
+        """The live controls set on a room (only those set; see CONTROL_FIELDS)."""
+        ...
+
+    async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
+        """Set (or with None, clear) live controls of a room; every replica sees them."""
+        ...
+
+    async def tick_ms(self) -> int | None:
+        """The live grant-loop interval, when an operator set one."""
+        ...
+
+    async def set_tick_ms(self, ms: int | None) -> None:
+        """Set (or clear) the live grant-loop interval of every replica."""
+        ...
+
+    async def audit(self, entry: dict[str, str]) -> None:
+        """Append an operator action to the audit log."""
+        ...
+
+    async def audit_log(self, limit: int) -> list[dict[str, str]]:
+        """The newest audit entries, newest first."""
         ...
 
     async def ping(self) -> None:

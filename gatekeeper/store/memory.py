@@ -8,6 +8,7 @@ under asyncio.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from gatekeeper.store.base import (
     TERMINAL,
     Clock,
     GrantReport,
+    Mode,
     RoomCounts,
     RoomPolicy,
     Status,
@@ -27,6 +29,38 @@ from gatekeeper.store.base import (
     grant_rate,
     room_of,
 )
+
+
+AUDIT_LIMIT = 10_000
+_ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
+
+
+def _controls(r: _Room, policy: RoomPolicy) -> tuple[int, int, int, str]:
+    """Capacity, batch size, per-minute limit and mode: live controls over the policy."""
+    c = r.controls
+    return (
+        int(c.get("capacity", policy.capacity)),
+        int(c.get("batch-size", policy.batch_size)),
+        int(c.get("per-minute", policy.per_minute)),
+        c.get("mode", Mode.OPEN),
+    )
+
+
+def _bucket(r: _Room, now: int, per_minute: int) -> int | None:
+    """Milli-tokens of the per-minute admission budget (None: no limit); see lib.lua."""
+    if per_minute <= 0:
+        return None
+    burst = max(1, math.ceil(per_minute / 12)) * 1000
+    tokens = burst if r.tokens is None else r.tokens
+    elapsed = now - (now if r.tokens_at is None else r.tokens_at)
+    if elapsed > 0:
+        tokens = min(burst, tokens + math.floor(elapsed * per_minute / 60))
+    return tokens
+
+
+def _spend(r: _Room, now: int, tokens: int | None, used: int) -> None:
+    if tokens is not None:
+        r.tokens, r.tokens_at = tokens - used * 1000, now
 
 
 def _wall_clock() -> int:
@@ -84,6 +118,9 @@ class _Room:
     rate_sum: float = 0.0
     rate_at: int = 0
     rate_since: int = 0
+    tokens: int | None = None
+    tokens_at: int | None = None
+    controls: dict[str, str] = field(default_factory=dict)
     joins: deque[str] = field(default_factory=deque)
     waiting: _ScoredSet = field(default_factory=_ScoredSet)
     active: _ScoredSet = field(default_factory=_ScoredSet)
@@ -97,6 +134,8 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         self._rooms: dict[str, _Room] = {}
         self._retired: deque[tuple[int, str, int]] = deque()
+        self._tick_ms: int | None = None
+        self._audit: deque[dict[str, str]] = deque(maxlen=AUDIT_LIMIT)
 
     def _ticket(self, sid: str, room_id: str, status: Status, seq: int, now: int) -> Ticket:
         room = self._rooms[room_id]
@@ -123,8 +162,16 @@ class MemoryStore:
         if current is not None:
             return self._ticket(session_id, room, current.status, current.seq, now)
         r.seq += 1
-        if not r.waiting and len(r.active) < policy.capacity:
+        capacity, _, per_minute, mode = _controls(r, policy)
+        tokens = _bucket(r, now, per_minute)
+        if (
+            mode in _ADMITTING
+            and (tokens is None or tokens >= 1000)
+            and not r.waiting
+            and len(r.active) < capacity
+        ):
             status = Status.ACTIVE
+            _spend(r, now, tokens, 1)
             r.head = r.seq
             r.active.add(session_id, now + policy.idle_timeout_ms)
         else:
@@ -159,7 +206,7 @@ class MemoryStore:
             return None
         return self._ticket(session_id, session.room, session.status, session.seq, now)
 
-    async def leave(self, session_id: str, policy: RoomPolicy) -> bool:
+    async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         now = self._clock()
         session = self._sessions.get(session_id)
         if session is None:
@@ -173,7 +220,8 @@ class MemoryStore:
             del self._sessions[session_id]
             return False
         if session.status not in TERMINAL:
-            self._finish(session_id, session, Status.LEFT, now, policy.retention_ms)
+            final = Status.EXPIRED if revoke else Status.LEFT
+            self._finish(session_id, session, final, now, policy.retention_ms)
         return True
 
     def _reap(self, scored: _ScoredSet, max_score: int, status: Status, now: int, ret: int) -> int:
@@ -203,7 +251,15 @@ class MemoryStore:
             r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret
         )
         granted: list[str] = []
-        want = min(policy.capacity - len(r.active), policy.batch_size)
+        capacity, batch, per_minute, mode = _controls(r, policy)
+        want = min(capacity - len(r.active), batch)
+        if mode not in _ADMITTING:
+            want = 0
+        tokens = None
+        if want > 0:
+            tokens = _bucket(r, now, per_minute)
+            if tokens is not None:
+                want = min(want, tokens // 1000)
         if want > 0 and r.waiting:
             head: int | None = None
             for _ in range(min(want * SCAN_FACTOR, len(r.joins))):
@@ -225,6 +281,7 @@ class MemoryStore:
                     break
             if head is not None:
                 r.head = head
+            _spend(r, now, tokens, len(granted))
             if granted:
                 decayed = (
                     r.rate_sum * math.exp(-(now - r.rate_at) / RATE_TAU_MS) if r.rate_at else 0.0
@@ -243,7 +300,37 @@ class MemoryStore:
     async def counts(self, room: str) -> RoomCounts:
         r = self._rooms.get(room) or _Room()
         rate = grant_rate(r.rate_sum, r.rate_at, r.rate_since, self._clock())
-        return RoomCounts(room, len(r.waiting), len(r.active), rate)
+        oldest = 0
+        for sid in itertools.islice(r.joins, 10):
+            session = self._sessions.get(sid)
+            if session is not None and session.status is Status.WAITING:
+                oldest = session.joined_at
+                break
+        return RoomCounts(room, len(r.waiting), len(r.active), rate, oldest)
+
+    async def controls(self, room: str) -> dict[str, str]:
+        r = self._rooms.get(room)
+        return dict(r.controls) if r is not None else {}
+
+    async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
+        controls = self._rooms.setdefault(room, _Room()).controls
+        for key, value in changes.items():
+            if value is None:
+                controls.pop(key, None)
+            else:
+                controls[key] = value
+
+    async def tick_ms(self) -> int | None:
+        return self._tick_ms
+
+    async def set_tick_ms(self, ms: int | None) -> None:
+        self._tick_ms = ms
+
+    async def audit(self, entry: dict[str, str]) -> None:
+        self._audit.append({"ts": str(self._clock()), **entry})
+
+    async def audit_log(self, limit: int) -> list[dict[str, str]]:
+        return list(reversed(self._audit))[:limit]
 
     async def ping(self) -> None:
         return None

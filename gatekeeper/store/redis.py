@@ -31,6 +31,8 @@ from gatekeeper.store.base import (
 P = ParamSpec("P")
 T = TypeVar("T")
 
+AUDIT_LIMIT = 10_000
+
 # A join registers its room at most this often per process (the grant loop's work list).
 _REGISTER_EVERY_S = 10.0
 
@@ -73,7 +75,7 @@ class _Script:
 class RedisKeys:
     """Key names of one room; the `{room}` hash tag keeps a room in one cluster slot."""
 
-    __slots__ = ("session_prefix", "joins", "cursor", "waiting", "active", "stats")
+    __slots__ = ("session_prefix", "joins", "cursor", "waiting", "active", "stats", "control")
 
     def __init__(self, prefix: str, stream: str, room: str) -> None:
         base = f"{prefix}:{{{room}}}:"
@@ -83,6 +85,7 @@ class RedisKeys:
         self.waiting = base + "waiting"
         self.active = base + "active"
         self.stats = base + "stats"
+        self.control = base + "control"
 
 
 class RedisStore:
@@ -103,10 +106,13 @@ class RedisStore:
         self._keys: dict[str, RedisKeys] = {}
         self._registered: dict[str, float] = {}
         self._rooms_key = f"{key_prefix}:rooms"
+        self._control_key = f"{key_prefix}:control"
+        self._audit_key = f"{key_prefix}:audit"
         self._join = _Script(client, "join")
         self._poll = _Script(client, "poll")
         self._leave = _Script(client, "leave")
         self._grant = _Script(client, "grant")
+        self._counts = _Script(client, "counts")
 
     @classmethod
     def from_url(
@@ -154,7 +160,7 @@ class RedisStore:
         self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
     ) -> Ticket:
         k = self.keys(room)
-        keys = [k.session_prefix + session_id, k.joins, k.waiting, k.active, k.stats]
+        keys = [k.session_prefix + session_id, k.joins, k.waiting, k.active, k.stats, k.control]
         args: list[str | int] = [
             self._now(),
             session_id,
@@ -164,6 +170,7 @@ class RedisStore:
             policy.waiting_timeout_ms,
             policy.idle_timeout_ms,
             policy.retention_ms,
+            policy.per_minute,
         ]
         reply = await self._join(keys=keys, args=args)
         await self._register(room)
@@ -193,13 +200,15 @@ class RedisStore:
         return None if reply is None else self._ticket(session_id, room, reply)
 
     @_translated
-    async def leave(self, session_id: str, policy: RoomPolicy) -> bool:
+    async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         room = room_of(session_id)
         if room is None:
             return False
         k = self.keys(room)
         keys = [k.session_prefix + session_id, k.waiting, k.active]
-        reply = await self._leave(keys=keys, args=[self._now(), session_id, policy.retention_ms])
+        final = Status.EXPIRED if revoke else Status.LEFT
+        args: list[str | int] = [self._now(), session_id, policy.retention_ms, final.value]
+        reply = await self._leave(keys=keys, args=args)
         return bool(reply)
 
     @_translated
@@ -216,8 +225,9 @@ class RedisStore:
             REAP_LIMIT,
             SCAN_FACTOR,
             RATE_TAU_MS,
+            policy.per_minute,
         ]
-        keys = [k.joins, k.cursor, k.waiting, k.active, k.stats]
+        keys = [k.joins, k.cursor, k.waiting, k.active, k.stats, k.control]
         granted, expired_active, expired_waiting, waiting, active = await self._grant(
             keys=keys, args=args
         )
@@ -233,15 +243,51 @@ class RedisStore:
     @_translated
     async def counts(self, room: str) -> RoomCounts:
         k = self.keys(room)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(k.waiting)
-            pipe.zcard(k.active)
-            pipe.hmget(k.stats, "rs", "rat", "rsince")
-            pipe.time()
-            waiting, active, (rsum, rat, rsince), (sec, usec) = await pipe.execute()
-        now = int(sec) * 1000 + int(usec) // 1000 if self._clock is None else self._clock()
-        rate = grant_rate(float(rsum or 0), int(rat or 0), int(rsince or 0), now)
-        return RoomCounts(room, int(waiting), int(active), rate)
+        reply = await self._counts(keys=[k.waiting, k.active, k.stats, k.joins, k.cursor],
+                                   args=[self._now(), k.session_prefix])  # fmt: skip
+        waiting, active, rsum, rat, rsince, now, oldest = reply
+        rate = grant_rate(float(rsum), int(rat), int(rsince), int(now))
+        return RoomCounts(room, int(waiting), int(active), rate, int(oldest))
+
+    @_translated
+    async def controls(self, room: str) -> dict[str, str]:
+        found = await self._redis.hgetall(self.keys(room).control)
+        return {str(k): str(v) for k, v in found.items()}
+
+    @_translated
+    async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
+        key = self.keys(room).control
+        cleared = [field for field, value in changes.items() if value is None]
+        updates: dict[Any, Any] = {f: v for f, v in changes.items() if v is not None}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if cleared:
+                pipe.hdel(key, *cleared)
+            if updates:
+                pipe.hset(key, mapping=updates)
+            await pipe.execute()
+
+    @_translated
+    async def tick_ms(self) -> int | None:
+        value = await self._redis.hget(self._control_key, "rate-ms")
+        return None if value is None else int(value)
+
+    @_translated
+    async def set_tick_ms(self, ms: int | None) -> None:
+        if ms is None:
+            await self._redis.hdel(self._control_key, "rate-ms")
+        else:
+            await self._redis.hset(self._control_key, "rate-ms", str(ms))
+
+    @_translated
+    async def audit(self, entry: dict[str, str]) -> None:
+        fields: dict[Any, Any] = {"ts": self._now() or str(time.time_ns() // 1_000_000)}
+        fields.update(entry)
+        await self._redis.xadd(self._audit_key, fields, maxlen=AUDIT_LIMIT, approximate=True)
+
+    @_translated
+    async def audit_log(self, limit: int) -> list[dict[str, str]]:
+        entries: list[Any] = await self._redis.xrevrange(self._audit_key, count=limit) or []
+        return [{str(k): str(v) for k, v in fields.items()} for _, fields in entries]
 
     @_translated
     async def ping(self) -> None:

@@ -268,3 +268,98 @@ async def test_grant_with_nobody_waiting_is_a_no_op(store: Store, policy: RoomPo
     for _ in range(n):
         report = await store.grant(ROOM, policy)
         assert report.granted == () and report.waiting == 0
+
+
+async def test_paused_room_admits_nobody_until_resumed(store: Store, policy: RoomPolicy):
+    await store.set_controls(ROOM, {"mode": "paused"})
+    first = await store.join(ROOM, new_session_id(ROOM), policy)
+    assert first.status is Status.WAITING
+    assert (await store.grant(ROOM, policy)).granted == ()
+    await store.set_controls(ROOM, {"mode": None})
+    assert await store.controls(ROOM) == {}
+    assert (await store.grant(ROOM, policy)).granted == (first.session_id,)
+
+
+async def test_queue_all_admits_nobody(store: Store, policy: RoomPolicy):
+    await store.set_controls(ROOM, {"mode": "queue-all"})
+    w = await join(store, policy)
+    assert (await store.grant(ROOM, policy)).granted == ()
+    assert await status(store, w, policy) is Status.WAITING
+
+
+async def test_passthrough_still_counts(store: Store, policy: RoomPolicy):
+    await store.set_controls(ROOM, {"mode": "passthrough"})
+    ids = [await join(store, policy) for _ in range(3)]
+    counts = await store.counts(ROOM)
+    assert (counts.active, counts.waiting) == (2, 1)
+    assert await status(store, ids[2], policy) is Status.WAITING
+
+
+async def test_live_capacity_change_applies_to_join_and_grant(store: Store, policy: RoomPolicy):
+    await store.set_controls(ROOM, {"capacity": "4"})
+    ids = [await join(store, policy) for _ in range(5)]
+    assert [await status(store, i, policy) for i in ids].count(Status.ACTIVE) == 4
+    await store.set_controls(ROOM, {"capacity": "1"})
+    for i in ids[:3]:
+        await store.leave(i, policy)
+    assert (await store.grant(ROOM, policy)).granted == ()
+    await store.leave(ids[3], policy)
+    assert (await store.grant(ROOM, policy)).granted == (ids[4],)
+
+
+async def test_live_batch_size_change(store: Store, policy: RoomPolicy):
+    big = RoomPolicy(10, 10, 600_000, 600_000, 600_000, 600_000)
+    await store.set_controls(ROOM, {"mode": "paused", "batch-size": "2"})
+    ids = [await join(store, big) for _ in range(5)]
+    await store.set_controls(ROOM, {"mode": "open"})
+    assert (await store.grant(ROOM, big)).granted == tuple(ids[:2])
+
+
+async def test_new_visitors_per_minute_limit(store: Store, clock: FakeClock):
+    # 60 a minute: a burst of five (5 s worth), then one a second.
+    limited = RoomPolicy(100, 100, 600_000, 600_000, 600_000, 600_000, per_minute=60)
+    ids = [await join(store, limited) for _ in range(12)]
+    statuses = [await status(store, i, limited) for i in ids]
+    assert statuses.count(Status.ACTIVE) == 5
+    assert (await store.grant(ROOM, limited)).granted == ()
+    clock.advance(1_000)
+    assert (await store.grant(ROOM, limited)).granted == (ids[5],)
+    clock.advance(3_000)
+    assert (await store.grant(ROOM, limited)).granted == tuple(ids[6:9])
+    await store.set_controls(ROOM, {"per-minute": "0"})
+    assert (await store.grant(ROOM, limited)).granted == tuple(ids[9:])
+
+
+async def test_revoke_ends_a_session_as_expired_and_frees_the_place(
+    store: Store, policy: RoomPolicy
+):
+    a = await join(store, policy)
+    await join(store, policy)
+    w = await join(store, policy)
+    assert await store.leave(a, policy, revoke=True) is True
+    assert await status(store, a, policy) is Status.EXPIRED
+    assert (await store.grant(ROOM, policy)).granted == (w,)
+
+
+async def test_oldest_queued_join_time(store: Store, policy: RoomPolicy, clock: FakeClock):
+    for _ in range(2):
+        await join(store, policy)
+    assert (await store.counts(ROOM)).oldest_join_ms == 0
+    joined_at = clock.now
+    await join(store, policy)
+    clock.advance(5_000)
+    await join(store, policy)
+    assert (await store.counts(ROOM)).oldest_join_ms == joined_at
+
+
+async def test_tick_and_audit_log(store: Store):
+    assert await store.tick_ms() is None
+    await store.set_tick_ms(50)
+    assert await store.tick_ms() == 50
+    await store.set_tick_ms(None)
+    assert await store.tick_ms() is None
+    for n in range(3):
+        await store.audit({"action": "set", "room": ROOM, "n": str(n)})
+    log = await store.audit_log(2)
+    assert [e["n"] for e in log] == ["2", "1"]
+    assert all("ts" in e for e in log)

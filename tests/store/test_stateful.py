@@ -56,6 +56,7 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                 redis_url, key_prefix=unique_prefix(), clock=self.clock
             )
             self.joined: dict[str, list[str]] = {room: [] for room in ROOMS}
+            self.capacity = {room: POLICY.capacity for room in ROOMS}
 
         def teardown(self) -> None:
             if hasattr(self, "loop"):
@@ -96,6 +97,21 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             assert mem == red
             self.check_fifo(room, mem.granted)
 
+        @rule(
+            room=BIASED,
+            change=st.sampled_from(
+                [("capacity", "1"), ("capacity", "3"), ("capacity", None), ("batch-size", "1"),
+                 ("batch-size", None), ("per-minute", "12"), ("per-minute", "60"),
+                 ("per-minute", None), ("mode", "paused"), ("mode", "queue-all"),
+                 ("mode", "passthrough"), ("mode", None)]
+            ),
+        )  # fmt: skip
+        def control(self, room: str, change: tuple[str, str | None]) -> None:
+            self.both("set_controls", room, dict([change]))
+            self.capacity[room] = int(
+                self.loop.run_until_complete(self.memory.controls(room)).get("capacity", 2)
+            )
+
         @rule(ms=st.sampled_from([1, 999, 5_000, 10_000, 20_001, 30_000, 61_000]))
         def advance(self, ms: int) -> None:
             self.clock.advance(ms)
@@ -120,7 +136,9 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             for room in ROOMS:
                 mem, red = self.both("counts", room)
                 assert (mem.waiting, mem.active) == (red.waiting, red.active)
-                assert red.active <= POLICY.capacity
+                assert mem.oldest_join_ms == red.oldest_join_ms
+                # A live capacity cut leaves those already inside; it never admits above it.
+                assert red.active <= max(POLICY.capacity, 3)
 
         @invariant()
         def each_session_in_one_state(self) -> None:

@@ -7,13 +7,17 @@
 -- Work per step is bounded (reap limit, batch size x scan factor), whatever the queue length.
 -- Session hashes are addressed as ARGV[2] .. id: they are only known once the stream is read,
 -- and they carry the room's hash tag, so they live in the same cluster slot as KEYS.
--- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash
+-- Nothing is admitted while the room is paused or queueing all; the new-visitors-per-minute
+-- budget caps admissions too.
+-- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash,
+--       6 room controls hash
 -- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
---       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant
+--       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant,
+--       11 new visitors per minute
 -- Returns {granted ids, expired active, expired waiting, waiting, active}.
 local now = clock(ARGV[1])
 local prefix = ARGV[2]
-local capacity, batch = tonumber(ARGV[3]), tonumber(ARGV[4])
+local capacity, batch, per_minute, mode = controls(KEYS[6], ARGV[3], ARGV[4], ARGV[11])
 local wait_ms, claim_ms, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local limit, scan, tau = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 
@@ -40,6 +44,12 @@ end
 
 local granted = {}
 local want = math.min(capacity - redis.call('ZCARD', KEYS[4]), batch)
+if mode ~= 'open' and mode ~= 'passthrough' then want = 0 end
+local tokens = nil
+if want > 0 then
+  tokens = bucket(KEYS[5], now, per_minute)
+  if tokens ~= nil then want = math.min(want, math.floor(tokens / 1000)) end
+end
 if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
   local cursor = redis.call('GET', KEYS[2])
   local start = '-'
@@ -77,6 +87,7 @@ if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', last)
   end
   if head then redis.call('HSET', KEYS[5], 'head', head) end
+  spend(KEYS[5], now, tokens, #granted)
   if #granted > 0 then
     -- Decaying sum of grants (time constant tau): the ETA's grant rate, see store/base.py.
     local st = redis.call('HMGET', KEYS[5], 'rs', 'rat', 'rsince')

@@ -1,8 +1,10 @@
 -- join: create a session; ACTIVE at once when the room has a free place and nobody waits.
+-- Nobody is admitted at once while the room is paused or queueing all, or when the
+-- new-visitors-per-minute budget is spent.
 -- KEYS: 1 session hash, 2 joins stream, 3 waiting zset (score = last seen),
---       4 active zset (score = lease expiry), 5 room stats hash
+--       4 active zset (score = lease expiry), 5 room stats hash, 6 room controls hash
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 room, 4 user id, 5 capacity,
---       6 waiting timeout, 7 idle timeout, 8 retention
+--       6 waiting timeout, 7 idle timeout, 8 retention, 9 new visitors per minute
 -- Returns the ticket (see lib.lua). Idempotent by session id: a retried join changes nothing.
 local now = clock(ARGV[1])
 local sid = ARGV[2]
@@ -12,9 +14,13 @@ if current[1] then
 end
 
 local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
+local capacity, _, per_minute, mode = controls(KEYS[6], ARGV[5], 0, ARGV[9])
+local tokens = bucket(KEYS[5], now, per_minute)
 local status = 'WAITING'
-if redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) < tonumber(ARGV[5]) then
+if (mode == 'open' or mode == 'passthrough') and (tokens == nil or tokens >= 1000)
+    and redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) < capacity then
   status = 'ACTIVE'
+  spend(KEYS[5], now, tokens, 1)
 end
 redis.call('HSET', KEYS[1], 'status', status, 'seq', seq, 'eventId', ARGV[3],
   'userId', ARGV[4], 'joinedAt', now)

@@ -1,6 +1,7 @@
 -- leave: release a session's place or queue entry. Idempotent: leaving twice changes nothing.
+-- An operator's revoke is the same step ending in EXPIRED instead of LEFT.
 -- KEYS: 1 session hash, 2 waiting zset, 3 active zset
--- ARGV: 1 now ("" = TIME), 2 session id, 3 retention
+-- ARGV: 1 now ("" = TIME), 2 session id, 3 retention, 4 final status (LEFT or EXPIRED)
 -- Returns 1 when the session exists, 0 when it is unknown or retired.
 local now = clock(ARGV[1])
 local sid = ARGV[2]
@@ -12,10 +13,10 @@ if not status then
 end
 if status == 'WAITING' then
   redis.call('ZREM', KEYS[2], sid)
-  finish(KEYS[1], 'LEFT', now, retention)
+  finish(KEYS[1], ARGV[4], now, retention)
 elseif status == 'ACTIVE' then
   redis.call('ZREM', KEYS[3], sid)
-  finish(KEYS[1], 'LEFT', now, retention)
+  finish(KEYS[1], ARGV[4], now, retention)
 elseif tonumber(h[2] or '0') + retention <= now then
   redis.call('DEL', KEYS[1])
   return 0

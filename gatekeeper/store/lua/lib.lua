@@ -32,3 +32,34 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now)
   end
   return {status, ahead, waiting, active, st[2] or '0', st[3] or '0', st[4] or '0', now}
 end
+
+-- Live room controls (set by operators, shared by every replica) override the configured
+-- numbers passed in ARGV. Returns capacity, batch size, new visitors per minute, mode.
+local function controls(k_control, capacity, batch, per_minute)
+  local c = redis.call('HMGET', k_control, 'capacity', 'batch-size', 'per-minute', 'mode')
+  return tonumber(c[1] or capacity), tonumber(c[2] or batch), tonumber(c[3] or per_minute),
+    c[4] or 'open'
+end
+
+-- The new-visitors-per-minute limit is a token bucket kept in the room stats, in
+-- milli-tokens so that both backends count in exact integers. Its burst is five seconds'
+-- worth of admissions (at least one), so admissions spread over the minute.
+local function bucket(k_stats, now, per_minute)
+  if per_minute <= 0 then
+    return nil
+  end
+  local burst = math.max(1, math.ceil(per_minute / 12)) * 1000
+  local st = redis.call('HMGET', k_stats, 'tb', 'tbat')
+  local tokens = tonumber(st[1] or burst)
+  local elapsed = now - tonumber(st[2] or now)
+  if elapsed > 0 then
+    tokens = math.min(burst, tokens + math.floor(elapsed * per_minute / 60))
+  end
+  return tokens
+end
+
+local function spend(k_stats, now, tokens, used)
+  if tokens ~= nil then
+    redis.call('HSET', k_stats, 'tb', tokens - used * 1000, 'tbat', now)
+  end
+end

@@ -1,0 +1,23 @@
+-- counts: a room's live figures in one consistent read.
+-- KEYS: 1 waiting zset, 2 active zset, 3 room stats hash, 4 joins stream, 5 cursor string
+-- ARGV: 1 now ("" = TIME), 2 session key prefix
+-- Returns waiting, active, rate sum, rate time, rate start, now, and the join time of the
+-- first live waiter among the next 10 queue entries (0 if none: an estimate, cheap to read).
+local now = clock(ARGV[1])
+local st = redis.call('HMGET', KEYS[3], 'rs', 'rat', 'rsince')
+local cursor = redis.call('GET', KEYS[5])
+local start = '-'
+if cursor then start = '(' .. cursor end
+local oldest = 0
+for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', 10)) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'sessionId' then
+      local h = redis.call('HMGET', ARGV[2] .. fields[i + 1], 'status', 'joinedAt')
+      if h[1] == 'WAITING' then oldest = tonumber(h[2]) end
+    end
+  end
+  if oldest > 0 then break end
+end
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2]), st[1] or '0', st[2] or '0',
+  st[3] or '0', now, oldest}
