@@ -17,8 +17,9 @@ from gatekeeper.http import (
     send_error,
     send_json,
 )
+from gatekeeper.metrics import Metrics
 from gatekeeper.room import Rooms, status_body
-from gatekeeper.store.base import Store, Ticket, new_session_id, room_of
+from gatekeeper.store.base import Status, Store, Ticket, new_session_id, room_of
 
 log = logging.getLogger("gatekeeper.api")
 
@@ -33,8 +34,11 @@ class WaitingRoomAPI:
     Mounted under `settings.api.prefix`; it sees the full path and strips the prefix itself.
     """
 
-    def __init__(self, store: Store, rooms: Rooms, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.rooms = rooms
         self.prefix = settings.api.prefix
         self._polling = settings.polling
@@ -71,6 +75,7 @@ class WaitingRoomAPI:
                 return await self._poll(target, send)
             await send_error(send, 404, "not_found", "no such endpoint")
         except StoreError as exc:
+            self.metrics.store_errors.labels("api").inc()
             log.warning("store unavailable: %s", exc)
             await send_error(send, 503, "store_unavailable", "try again shortly", [RETRY_AFTER])
 
@@ -89,6 +94,7 @@ class WaitingRoomAPI:
             return await send_error(send, 404, "unknown_event", "no waiting room for this event")
         session_id = new_session_id(room)
         ticket = await self.store.join(room, session_id, self.rooms.policy(room), user_id=user_id)
+        self.metrics.joins.labels(room, str(ticket.status is Status.ACTIVE).lower()).inc()
         location = self.session_url(session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
 
@@ -105,6 +111,7 @@ class WaitingRoomAPI:
         room = room_of(session_id)
         if room is None or not await self.store.leave(session_id, self.rooms.policy(room)):
             return await send_error(send, 404, "not_found", "unknown session")
+        self.metrics.leaves.labels(room, "api").inc()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 

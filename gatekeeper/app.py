@@ -21,13 +21,7 @@ class Service:
             return await serve_lifespan(self.runtime, receive, send)
         if scope["type"] != "http":
             return
-        if self.runtime.api.handles(scope["path"]):
-            return await self.runtime.api(scope, receive, send)
-        path = scope["path"]
-        own = self.runtime.settings.gate.static_prefix.rstrip("/")
-        if path.startswith(own + "/"):
-            path = path[len(own) :]
-        if not await self.runtime.health(path, send):
+        if not await self.runtime.handle(scope, receive, send, root=True):
             await send_error(send, 404, "not_found", "no such endpoint")
 
 

@@ -43,6 +43,7 @@ class ProcessingSettings:
     capacity: int = 100
     batch_size: int = 10
     rate_ms: int = 200
+    new_visitors_per_minute: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class RoomOverride:
 
     capacity: int | None = None
     batch_size: int | None = None
+    new_visitors_per_minute: int | None = None
     waiting_timeout: float | None = None
     claim_window: float | None = None
     idle_timeout: float | None = None
@@ -300,6 +302,7 @@ _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("processing.capacity", "int", 1, 10_000_000),
     _Leaf("processing.batch-size", "int", 1, 100_000),
     _Leaf("processing.rate-ms", "ms", 10, 60_000),
+    _Leaf("processing.new-visitors-per-minute", "int", 0, 100_000_000),
     _Leaf("lifecycle.waiting-timeout", "secs", gt=0),
     _Leaf("lifecycle.claim-window", "secs", gt=0),
     _Leaf("lifecycle.idle-timeout", "secs", gt=0),
@@ -349,7 +352,8 @@ _PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/life
     leaf.path.partition(".")[2]: leaf
     for leaf in _SCHEMA
     if leaf.path.startswith("lifecycle.")
-    or leaf.path in ("processing.capacity", "processing.batch-size")
+    or leaf.path
+    in ("processing.capacity", "processing.batch-size", "processing.new-visitors-per-minute")
 }
 _BOOLS = dict.fromkeys(("true", "yes", "on", "1"), True)
 _BOOLS |= dict.fromkeys(("false", "no", "off", "0"), False)
@@ -639,6 +643,11 @@ def policy_for(settings: Settings, room: str) -> RoomPolicy:
         claim_window_ms=_ms(o.claim_window, lc.claim_window),
         idle_timeout_ms=_ms(o.idle_timeout, lc.idle_timeout),
         retention_ms=_ms(o.retention, lc.retention),
+        per_minute=(
+            p.new_visitors_per_minute
+            if o.new_visitors_per_minute is None
+            else o.new_visitors_per_minute
+        ),
     )
 
 

@@ -7,6 +7,7 @@ import logging
 import random
 
 from gatekeeper.errors import StoreError
+from gatekeeper.metrics import Metrics
 from gatekeeper.room import Rooms
 from gatekeeper.store.base import GrantReport, Store
 
@@ -20,22 +21,40 @@ class Granter:
     race on the same room without ever exceeding capacity or granting a session twice.
     """
 
-    def __init__(self, store: Store, rooms: Rooms, rate_ms: int) -> None:
+    def __init__(
+        self, store: Store, rooms: Rooms, rate_ms: int, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
         self.rooms = rooms
-        self.rate_ms = rate_ms
+        self.configured_rate_ms = self.rate_ms = rate_ms
+        self.metrics = metrics or Metrics()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
     async def tick(self) -> dict[str, GrantReport]:
-        """One grant step in every known room; a failing room is logged and retried next tick."""
-        known = set(await self.store.rooms()) | self.rooms.configured
+        """One grant step in every known room; a failing room is logged and retried next tick.
+
+        Each tick also picks up what operators changed live: the tick interval and every
+        room's controls, so all replicas apply a change within one tick.
+        """
+        try:
+            live_tick = await self.store.tick_ms()
+            known = set(await self.store.rooms()) | self.rooms.configured
+        except StoreError:
+            self.metrics.store_errors.labels("grant").inc()
+            raise
+        self.rate_ms = live_tick or self.configured_rate_ms
         reports: dict[str, GrantReport] = {}
         for room in sorted(known):
             try:
-                reports[room] = await self.store.grant(room, self.rooms.policy(room))
+                self.rooms.set_live(room, await self.store.controls(room))
+                report = await self.store.grant(room, self.rooms.policy(room))
             except StoreError as exc:
+                self.metrics.store_errors.labels("grant").inc()
                 log.warning("grant failed in room %s: %s", room, exc)
+                continue
+            reports[room] = report
+            self.metrics.grant_report(room, report, self.rooms.effective(room)[0])
         return reports
 
     async def run(self) -> None:

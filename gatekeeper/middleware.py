@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import uuid
 from types import TracebackType
 
 from gatekeeper.config import Settings, load_config
@@ -27,12 +28,21 @@ from gatekeeper.paths import PathRules
 from gatekeeper.proof import make_proof
 from gatekeeper.room import estimated_wait_seconds, poll_after_ms, status_body
 from gatekeeper.runtime import Runtime, serve_lifespan
-from gatekeeper.store.base import TERMINAL, Clock, Status, Ticket, new_session_id, room_of
+from gatekeeper.store.base import (
+    TERMINAL,
+    Clock,
+    Mode,
+    Status,
+    Ticket,
+    new_session_id,
+    room_of,
+)
 from gatekeeper.tokens import CookieCodec
 
 log = logging.getLogger("gatekeeper.gate")
 
 COMMAND_HEADER = b"x-gatekeeper-command"
+REQUEST_ID = b"x-request-id"
 RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
 
@@ -82,6 +92,7 @@ class WaitingRoom:
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
         self._fail_open = gate.failure_policy == "open"
         self._waiting_status = gate.waiting_status
+        self._metrics = runtime.metrics
 
     async def __aenter__(self) -> WaitingRoom:
         await self.runtime.start()
@@ -101,15 +112,18 @@ class WaitingRoom:
             return await self._lifespan(scope, receive, send)
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
-        path: str = scope["path"]
         if kind == "http":
-            if self.runtime.api.handles(path):
-                return await self.runtime.api(scope, receive, send)
+            if await self.runtime.handle(scope, receive, send, root=False):
+                return
+            path: str = scope["path"]
             if path.startswith(self._static + "/"):
-                return await self._own(scope, send, path[len(self._static) :])
+                return await self._static_file(send, path[len(self._static) :])
         room = self.rules.room_for(scope)
         if room is None:
-            return await self.app(scope, receive, send)
+            self._metrics.decision("bypass")
+            inner = dict(scope)
+            inner["headers"] = self._with_request_id(scope["headers"])
+            return await self._measured(inner, receive, send)
         await self._gate(scope, receive, send, room)
 
     def cookie_name(self, room: str) -> str:
@@ -118,6 +132,11 @@ class WaitingRoom:
         return base if room == self._default_room else f"{base}-{room}"
 
     async def _gate(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        mode = self.runtime.rooms.mode(room)
+        if mode is Mode.QUEUE_ALL:
+            # Emergency stop: nobody reaches the origin; sessions keep their places.
+            self._metrics.decision("held")
+            return await self._unavailable(scope, send)
         name = self.cookie_name(room)
         raw = read_cookie(scope["headers"], name)
         visitor = self.codec.loads(raw) if raw else None
@@ -126,6 +145,7 @@ class WaitingRoom:
         now = self._clock()
         if visitor is not None and visitor.pass_until_ms > now:
             # The hot path: an admitted visitor with a fresh pass costs no store call.
+            self._metrics.decision("pass")
             return await self._forward(scope, receive, send, room, visitor.session_id, None)
         store, policy = self.runtime.store, self.runtime.rooms.policy(room)
         try:
@@ -134,15 +154,23 @@ class WaitingRoom:
                 ticket = await store.poll(visitor.session_id, policy)
             if ticket is None or ticket.status in TERMINAL:
                 ticket = await store.join(room, new_session_id(room), policy)
+                admitted = str(ticket.status is Status.ACTIVE).lower()
+                self._metrics.joins.labels(room, admitted).inc()
         except StoreError as exc:
+            self._metrics.store_errors.labels("gate").inc()
             return await self._store_down(scope, receive, send, exc)
-        if ticket.status is Status.ACTIVE:
-            cookie = self._set_cookie(name, ticket.session_id, now + self._pass_ms)
-            return await self._forward(scope, receive, send, room, ticket.session_id, cookie)
         fresh = visitor is None or visitor.session_id != ticket.session_id
-        await self._waiting(
-            scope, send, ticket, self._set_cookie(name, ticket.session_id, 0) if fresh else None
-        )
+        if ticket.status is Status.ACTIVE:
+            self._metrics.decision("admitted")
+            renewed = self._set_cookie(name, ticket.session_id, now + self._pass_ms)
+            return await self._forward(scope, receive, send, room, ticket.session_id, renewed)
+        cookie = self._set_cookie(name, ticket.session_id, 0) if fresh else None
+        if mode is Mode.PASSTHROUGH:
+            # The gate is off but still counting: the visitor keeps their session and place.
+            self._metrics.decision("passthrough")
+            return await self._forward(scope, receive, send, room, ticket.session_id, cookie)
+        self._metrics.decision("waiting")
+        await self._waiting(scope, send, ticket, cookie)
 
     def _set_cookie(self, name: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
         c = self._cookie
@@ -171,27 +199,50 @@ class WaitingRoom:
         if scope["type"] != "http":
             return await self.app(inner, receive, send)
         done = self.rules.is_done(scope["path"])
-        leave = False
+        leave: str | None = None
 
         async def send_through(message: Message) -> None:
             nonlocal leave
             if message["type"] == "http.response.start":
                 out: Headers = []
                 for key, value in message.get("headers", ()):
-                    if key.lower() == COMMAND_HEADER:
-                        leave = leave or value.strip().lower() == b"leave"
-                    else:
+                    if key.lower() != COMMAND_HEADER:
                         out.append((key, value))
+                    elif value.strip().lower() == b"leave":
+                        leave = "origin_command"
                 if done and message["status"] < 400:
-                    leave = True
+                    leave = leave or "done_path"
                 if cookie is not None:
                     out.append(cookie)
                 message = {**message, "headers": out}
             await send(message)
 
-        await self.app(inner, receive, send_through)
-        if leave:
-            await self._leave(room, session_id)
+        await self._measured(inner, receive, send_through)
+        if leave is not None:
+            await self._leave(room, session_id, leave)
+
+    async def _measured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app, counting its response status and time (for the proxy metrics)."""
+        started = time.perf_counter()
+        status = 0
+
+        async def send_through(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_through)
+        finally:
+            self._metrics.response(status or 500, time.perf_counter() - started)
+
+    def _with_request_id(self, headers: Headers) -> Headers:
+        # One id follows a request from the gate into the origin's logs.
+        for key, _ in headers:
+            if key == REQUEST_ID:
+                return headers
+        return [*headers, (REQUEST_ID, uuid.uuid4().hex.encode())]
 
     def _upstream_headers(self, headers: Headers, session_id: str) -> Headers:
         # The origin never sees our cookies, nor a client-made copy of the proof header.
@@ -200,13 +251,16 @@ class WaitingRoom:
         if self._proof_secret is not None:
             proof = make_proof(self._proof_secret, session_id, self._clock() // 1000)
             out.append((self._proof_header, proof.encode()))
-        return out
+        return self._with_request_id(out)
 
-    async def _leave(self, room: str, session_id: str) -> None:
+    async def _leave(self, room: str, session_id: str, reason: str) -> None:
         try:
             await self.runtime.store.leave(session_id, self.runtime.rooms.policy(room))
         except StoreError as exc:
+            self._metrics.store_errors.labels("gate").inc()
             log.warning("could not release %s: %s", session_id, exc)
+        else:
+            self._metrics.leaves.labels(room, reason).inc()
 
     async def _waiting(
         self, scope: Scope, send: Send, ticket: Ticket, cookie: tuple[bytes, bytes] | None
@@ -237,9 +291,17 @@ class WaitingRoom:
 
     async def _store_down(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         if self._fail_open:
+            self._metrics.decision("fail_open")
             log.error("store unavailable, failing OPEN (visitor let through): %s", exc)
-            return await self.app(scope, receive, send)
+            inner = dict(scope)
+            inner["headers"] = self._upstream_headers(scope["headers"], "fail-open")
+            return await self._measured(inner, receive, send)
+        self._metrics.decision("unavailable")
         log.warning("store unavailable, visitor held back: %s", exc)
+        await self._unavailable(scope, send)
+
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
+        """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""
         retry = [(b"retry-after", str(RETRY_AFTER_DOWN).encode())]
         if scope["type"] != "http":
             await send({"type": "websocket.close", "code": 1013})
@@ -249,7 +311,7 @@ class WaitingRoom:
             html = self.pages.render_unavailable(RETRY_AFTER_DOWN)
             await send_bytes(send, 503, html, _HTML, retry)
 
-    async def _own(self, scope: Scope, send: Send, sub: str) -> None:
+    async def _static_file(self, send: Send, sub: str) -> None:
         if sub.startswith("/static/"):
             found = static_file(sub[len("/static/") :])
             if found is not None:
@@ -268,8 +330,6 @@ class WaitingRoom:
                 await send(start)
                 await send({"type": "http.response.body", "body": content})
                 return
-        elif sub in ("/healthz", "/readyz") and await self.runtime.health(sub, send):
-            return
         await send_error(send, 404, "not_found", "no such endpoint")
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from gatekeeper.config import PollingSettings, Settings, policy_for
-from gatekeeper.store.base import ROOM_ID, RoomPolicy, Status, Ticket
+from gatekeeper.store.base import ROOM_ID, Mode, RoomPolicy, Status, Ticket
 
 
 class Rooms:
@@ -16,6 +16,8 @@ class Rooms:
         self.default = settings.rooms.default_room
         self._allow_unlisted = settings.rooms.allow_unlisted
         self._policies: dict[str, RoomPolicy] = {}
+        self._live: dict[str, dict[str, str]] = {}
+        self._modes: dict[str, Mode] = {}
         self.configured = frozenset({self.default, *settings.rooms.overrides})
 
     def resolve(self, event_id: str | None) -> str | None:
@@ -27,6 +29,27 @@ class Rooms:
         if event_id not in self.configured and not self._allow_unlisted:
             return None
         return event_id
+
+    def set_live(self, room: str, controls: dict[str, str]) -> None:
+        """Record a room's live controls as read from the store (once per grant tick)."""
+        self._live[room] = controls
+        try:
+            self._modes[room] = Mode(controls.get("mode", Mode.OPEN))
+        except ValueError:
+            self._modes[room] = Mode.OPEN
+
+    def mode(self, room: str) -> Mode:
+        """The room's live mode as of the last grant tick."""
+        return self._modes.get(room, Mode.OPEN)
+
+    def effective(self, room: str) -> tuple[int, int, int]:
+        """Capacity, batch size and per-minute limit in force: live controls over the policy."""
+        policy, live = self.policy(room), self._live.get(room, {})
+        return (
+            int(live.get("capacity", policy.capacity)),
+            int(live.get("batch-size", policy.batch_size)),
+            int(live.get("per-minute", policy.per_minute)),
+        )
 
     def policy(self, room: str) -> RoomPolicy:
         """The policy of a room: defaults merged with its override."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
+from gatekeeper.admin import AdminAPI
 from gatekeeper.api import WaitingRoomAPI
 from gatekeeper.config import Settings
 from gatekeeper.errors import StoreError
 from gatekeeper.granter import Granter
-from gatekeeper.http import Receive, Send, send_bytes, send_error
+from gatekeeper.http import Receive, Scope, Send, send_bytes, send_error
+from gatekeeper.metrics import Metrics
 from gatekeeper.room import Rooms
 from gatekeeper.store import open_store
 from gatekeeper.store.base import Clock, Store
@@ -35,8 +37,11 @@ class Runtime:
             clock=clock,
         )
         self.rooms = Rooms(settings)
-        self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms)
-        self.api = WaitingRoomAPI(self.store, self.rooms, settings)
+        self.metrics = Metrics()
+        self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms, self.metrics)
+        self.api = WaitingRoomAPI(self.store, self.rooms, settings, self.metrics)
+        self.admin = AdminAPI(self.store, self.rooms, settings.admin.prefix, settings.admin_token)
+        self._own = settings.gate.static_prefix.rstrip("/")
         self._started = False
 
     async def start(self) -> None:
@@ -65,6 +70,29 @@ class Runtime:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, *, root: bool) -> bool:
+        """Serve gatekeeper's own endpoints (API, admin, health, metrics); False otherwise.
+
+        Health and metrics live under the static prefix (`/_gatekeeper/healthz`); with `root`
+        (API-only mode, where no site owns the root) also at `/healthz`, `/readyz`, `/metrics`.
+        """
+        path: str = scope["path"]
+        if self.api.handles(path):
+            await self.api(scope, receive, send)
+            return True
+        if self.admin.handles(path):
+            await self.admin(scope, receive, send)
+            return True
+        if path.startswith(self._own + "/"):
+            path = path[len(self._own) :]
+        elif not root:
+            return False
+        if path == "/metrics":
+            body, content_type = self.metrics.render()
+            await send_bytes(send, 200, body, content_type.encode())
+            return True
+        return await self.health(path, send)
 
     async def health(self, path: str, send: Send) -> bool:
         """Answer `/healthz` (process alive) and `/readyz` (store reachable); False otherwise."""

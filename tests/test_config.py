@@ -295,6 +295,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.processing.capacity", 1.0),
     ("waitingroom.processing.capacity", True),
     ("waitingroom.processing.batch-size", [1]),
+    ("waitingroom.processing.new-visitors-per-minute", -1),
     ("waitingroom.processing.rate-ms", 9),
     ("waitingroom.lifecycle.waiting-timeout", 0),
     ("waitingroom.lifecycle.claim-window", float("inf")),

@@ -30,7 +30,6 @@ from gatekeeper.store.base import (
     room_of,
 )
 
-
 AUDIT_LIMIT = 10_000
 _ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
