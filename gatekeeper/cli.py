@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from gatekeeper.config import Settings, describe, load_config
 from gatekeeper.errors import ConfigError
+from gatekeeper.logs import configure
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,14 +50,13 @@ def _run(settings: Settings, log_level: str) -> None:
 
     from gatekeeper.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure(log_level, settings.server.log_format)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
         lifespan="on",
+        log_config=None,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
         # Client addresses come from the socket; trusted forwarders are the gate's concern.

@@ -105,6 +105,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     graceful_timeout: float = 10.0
+    log_format: str = "text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +318,7 @@ _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("server.host", "str", check=re.compile(r"\S+").fullmatch, what="a host name or address"),
     _Leaf("server.port", "int", 0, 65_535),
     _Leaf("server.graceful-timeout", "secs", 0),
+    _Leaf("server.log-format", "str", **_one_of("text", "json")),
     _Leaf("gate.origin", "str", check=_origin, what="empty or http(s)://host[:port], no path"),
     _Leaf("gate.protect", "list", check=bool, what=_GLOBS_ARE),
     _Leaf("gate.bypass", "list", check=bool, what=_GLOBS_ARE),
