@@ -238,7 +238,11 @@ def _valid(check: Callable[[str], object]) -> Callable[[str], bool]:
 
 @_valid
 def _redis_url(url: str) -> bool:
+    from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
+
     scheme, _, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        return bool(parse_cluster_url(url).nodes)  # raises ValueError when malformed
     _ = urlsplit(url).port  # raises ValueError on a malformed port
     return url in ("", "memory://") or (scheme in ("redis", "rediss", "unix") and bool(rest))
 
@@ -294,7 +298,8 @@ _IPS_ARE = "a list of IP addresses or CIDR networks"
 _GLOBS_ARE = "a list of path globs"
 _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("redis.url", "str", check=_redis_url,
-          what="empty, memory:// or a redis://, rediss:// or unix:// URL"),
+          what="empty, memory://, a redis://, rediss:// or unix:// URL, "
+               "or redis+cluster://host:port[,host:port...] (or rediss+cluster://)"),
     _Leaf("redis.key-prefix", "str", check=_NAME.fullmatch, what=_NAME_IS),
     _Leaf("redis.stream", "str", check=_NAME.fullmatch, what=_NAME_IS),
     _Leaf("redis.pool-size", "int", 1, 10_000),

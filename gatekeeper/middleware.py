@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import uuid
 from types import TracebackType
+from urllib.parse import unquote
 
+from gatekeeper.admission import ABSENT, LET_THROUGH, WAITING, Admission
 from gatekeeper.config import Settings, load_config
-from gatekeeper.cookies import read_cookie, set_cookie_header, strip_cookie
+from gatekeeper.cookies import strip_cookie
 from gatekeeper.errors import StoreError
 from gatekeeper.http import (
     ASGIApp,
@@ -18,6 +19,7 @@ from gatekeeper.http import (
     Receive,
     Scope,
     Send,
+    header,
     send_bytes,
     send_error,
     send_json,
@@ -28,16 +30,7 @@ from gatekeeper.paths import PathRules
 from gatekeeper.proof import make_proof
 from gatekeeper.room import estimated_wait_seconds, poll_after_ms, status_body
 from gatekeeper.runtime import Runtime, serve_lifespan
-from gatekeeper.store.base import (
-    TERMINAL,
-    Clock,
-    Mode,
-    Status,
-    Ticket,
-    new_session_id,
-    room_of,
-)
-from gatekeeper.tokens import CookieCodec
+from gatekeeper.store.base import Clock, Ticket
 
 log = logging.getLogger("gatekeeper.gate")
 
@@ -74,23 +67,15 @@ class WaitingRoom:
         self.settings = settings = runtime.settings
         gate = settings.gate
         self._clock = clock or _wall_ms
-        keys = settings.cookie_keys
-        if not keys:
-            log.warning(
-                "WAITINGROOM_GATE_COOKIE_KEYS is not set: using a random key, so cookies do not "
-                "survive a restart and replicas cannot share visitors"
-            )
-            keys = (secrets.token_urlsafe(32),)
-        self.codec = CookieCodec(keys, max_age_s=int(gate.cookie.max_age))
+        self.admission = Admission(runtime, self._clock)
+        self.codec = self.admission.codec
         self.rules = PathRules(gate, settings.rooms.default_room)
         self.pages = PageRenderer(gate.waiting_template or None)
         self._cookie = gate.cookie
-        self._default_room = settings.rooms.default_room
         self._static = gate.static_prefix.rstrip("/")
-        self._pass_ms = int(gate.cookie.pass_ttl * 1000)
+        self._auth_path = self._static + "/auth"
         self._proof_header = gate.proof_header.lower().encode()
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
-        self._fail_open = gate.failure_policy == "open"
         self._waiting_status = gate.waiting_status
         self._metrics = runtime.metrics
 
@@ -113,9 +98,11 @@ class WaitingRoom:
         if kind not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         if kind == "http":
+            path: str = scope["path"]
+            if path == self._auth_path:
+                return await self._auth(scope, send)
             if await self.runtime.handle(scope, receive, send, root=False):
                 return
-            path: str = scope["path"]
             if path.startswith(self._static + "/"):
                 return await self._static_file(send, path[len(self._static) :])
         room = self.rules.room_for(scope)
@@ -128,61 +115,47 @@ class WaitingRoom:
 
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
-        base = self._cookie.name
-        return base if room == self._default_room else f"{base}-{room}"
+        return self.admission.cookie_name(room)
 
     async def _gate(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
-        mode = self.runtime.rooms.mode(room)
-        if mode is Mode.QUEUE_ALL:
-            # Emergency stop: nobody reaches the origin; sessions keep their places.
-            self._metrics.decision("held")
-            return await self._unavailable(scope, send)
-        name = self.cookie_name(room)
-        raw = read_cookie(scope["headers"], name)
-        visitor = self.codec.loads(raw) if raw else None
-        if visitor is not None and room_of(visitor.session_id) != room:
-            visitor = None
-        now = self._clock()
-        if visitor is not None and visitor.pass_until_ms > now:
-            # The hot path: an admitted visitor with a fresh pass costs no store call.
-            self._metrics.decision("pass")
-            return await self._forward(scope, receive, send, room, visitor.session_id, None)
-        store, policy = self.runtime.store, self.runtime.rooms.policy(room)
-        try:
-            ticket = None
-            if visitor is not None:
-                ticket = await store.poll(visitor.session_id, policy)
-            if ticket is None or ticket.status in TERMINAL:
-                ticket = await store.join(room, new_session_id(room), policy)
-                admitted = str(ticket.status is Status.ACTIVE).lower()
-                self._metrics.joins.labels(room, admitted).inc()
-        except StoreError as exc:
-            self._metrics.store_errors.labels("gate").inc()
-            return await self._store_down(scope, receive, send, exc)
-        fresh = visitor is None or visitor.session_id != ticket.session_id
-        if ticket.status is Status.ACTIVE:
-            self._metrics.decision("admitted")
-            renewed = self._set_cookie(name, ticket.session_id, now + self._pass_ms)
-            return await self._forward(scope, receive, send, room, ticket.session_id, renewed)
-        cookie = self._set_cookie(name, ticket.session_id, 0) if fresh else None
-        if mode is Mode.PASSTHROUGH:
-            # The gate is off but still counting: the visitor keeps their session and place.
-            self._metrics.decision("passthrough")
-            return await self._forward(scope, receive, send, room, ticket.session_id, cookie)
-        self._metrics.decision("waiting")
-        await self._waiting(scope, send, ticket, cookie)
+        d = await self.admission.decide(room, scope["headers"])
+        self._metrics.decision(d.verdict)
+        if d.verdict in LET_THROUGH:
+            return await self._forward(scope, receive, send, room, d.session_id, d.cookie)
+        if d.verdict == WAITING and d.ticket is not None:
+            return await self._waiting(scope, send, d.ticket, d.cookie)
+        await self._unavailable(scope, send)
 
-    def _set_cookie(self, name: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
-        c = self._cookie
-        return set_cookie_header(
-            name,
-            self.codec.dumps(session_id, pass_until_ms),
-            max_age_s=int(c.max_age),
-            secure=c.secure,
-            same_site=c.same_site,
-            path=c.path,
-            domain=c.domain or None,
-        )
+    async def _auth(self, scope: Scope, send: Send) -> None:
+        """The `auth_request` answer for the request nginx (Traefik, Envoy) is about to proxy.
+
+        200 lets it through (with Set-Cookie to pass on when the pass was renewed, and
+        X-Accel-Expires so nginx may cache the answer until the pass runs out); 401 sends it
+        to the gate itself, which queues newcomers and shows the waiting page. The original
+        URI comes in X-Original-URI. This endpoint never joins, so a visitor gets one session.
+        """
+        uri = header(scope, b"x-original-uri") or b"/"
+        raw_path = uri.split(b"?", 1)[0]
+        original = {
+            "type": "http",
+            "path": unquote(raw_path.decode("latin-1")),
+            "raw_path": raw_path,
+            "headers": scope["headers"],
+            "client": scope.get("client"),
+        }
+        room = self.rules.room_for(original)
+        if room is None:
+            self._metrics.decision("bypass")
+            return await _auth_answer(send, 200, 0, None)
+        d = await self.admission.decide(room, scope["headers"], join=False)
+        if d.verdict not in LET_THROUGH:
+            self._metrics.decision("waiting" if d.verdict == ABSENT else d.verdict)
+            return await _auth_answer(send, 401, 0, d.cookie)
+        self._metrics.decision(d.verdict)
+        ttl = 0
+        if d.cookie is None and d.pass_until_ms:
+            ttl = max(0, (d.pass_until_ms - self._clock()) // 1000)
+        await _auth_answer(send, 200, ttl, d.cookie)
 
     async def _forward(
         self,
@@ -289,17 +262,6 @@ class WaitingRoom:
         html = self.pages.render_waiting(view)
         await send_bytes(send, self._waiting_status, html, _HTML, headers)
 
-    async def _store_down(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-        if self._fail_open:
-            self._metrics.decision("fail_open")
-            log.error("store unavailable, failing OPEN (visitor let through): %s", exc)
-            inner = dict(scope)
-            inner["headers"] = self._upstream_headers(scope["headers"], "fail-open")
-            return await self._measured(inner, receive, send)
-        self._metrics.decision("unavailable")
-        log.warning("store unavailable, visitor held back: %s", exc)
-        await self._unavailable(scope, send)
-
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""
         retry = [(b"retry-after", str(RETRY_AFTER_DOWN).encode())]
@@ -355,3 +317,16 @@ class WaitingRoom:
                 raise
             # The wrapped app has no lifespan support: run ours alone.
             await serve_lifespan(self.runtime, receive, send)
+
+
+async def _auth_answer(
+    send: Send, status: int, ttl: int, cookie: tuple[bytes, bytes] | None
+) -> None:
+    # X-Accel-Expires must come before any Cache-Control: nginx reads the headers in order and
+    # a `no-store` seen first would make the answer uncacheable whatever follows. An answer
+    # that sets a cookie is never cached (ttl 0).
+    headers: Headers = [(b"x-accel-expires", str(ttl).encode()), (b"content-length", b"0")]
+    if cookie is not None:
+        headers.append(cookie)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})

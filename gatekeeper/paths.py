@@ -23,7 +23,7 @@ _SUSPECT = re.compile(r"[;\\%\x00-\x1f\x7f]|//|/ *\.[. ]*(?:/|$)|^(?!/)")
 # Encoded separators, dots and `%` in the raw path: origins disagree on decoding them.
 _RAW_SUSPECT = re.compile(rb"%(?:2[eEfF5]|5[cC]|3[bB])")
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-_TOKEN = re.compile(r"/\*\*(?=/|$)|\*\*|\*|\?|\{room\}")
+_WILD = re.compile(r"\*+|\{room\}")
 
 
 def normalise(path: str) -> str:
@@ -43,23 +43,52 @@ def normalise(path: str) -> str:
     return "/" + "/".join(out) + tail
 
 
+def _segment(glob: str, capture: bool) -> str:
+    """The regex of one segment's glob, in time linear in the segment's length.
+
+    Each wildcard but the last is atomic and takes the leftmost place where the text after
+    it fits: the next wildcard absorbs whatever a later place would have left, so nothing is
+    lost, and nothing is retried (a backtracking `*a*a*b` is cubic on a long segment)."""
+    wilds = [w for w in _WILD.finditer(glob) if w.group() != "{room}" or capture]
+    out = [_text(glob[: wilds[0].start()] if wilds else glob)]
+    for i, wild in enumerate(wilds):
+        room, capture = capture and wild.group() == "{room}", capture and wild.group() != "{room}"
+        star = "(?P<room>[^/]*" if room else "(?:[^/]*"
+        last = i == len(wilds) - 1
+        text = _text(glob[wild.end() : len(glob) if last else wilds[i + 1].start()])
+        out.append(f"{star}){text}" if last else f"(?>{star}?){text})")
+    return "".join(out) + "(?![^/])"  # a whole segment, never part of one
+
+
+def _text(text: str) -> str:
+    return re.escape(text).replace(r"\?", "[^/]")
+
+
 def _glob(pattern: str, room: bool = False) -> str:
-    """The regex of a path glob; without a leading `/` it matches the last segment(s)."""
-    parts = [] if pattern.startswith("/") else [".*/"]
-    pos = 0
-    for token in _TOKEN.finditer(pattern):
-        parts.append(re.escape(pattern[pos : token.start()]))
-        pos = token.end()
-        text = token.group()
-        if text == "{room}" and room:
-            parts.append("(?P<room>[^/]*)")
-            room = False  # a second placeholder stays literal rather than break the regex
-        elif text == "{room}":
-            parts.append(re.escape(text))
-        else:  # `/**` also matches nothing, so /events/** matches /events itself
-            parts.append({"/**": "(?:/.*)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}[text])
-    parts.append(re.escape(pattern[pos:]))
-    return "".join(parts)
+    """The regex of a path glob, in time linear in the path's length (see `_segment`).
+
+    `**` as a segment matches any number of segments (so `/a/**` matches `/a`), `*` and `?`
+    stay within one; a pattern without a leading `/` matches the last segment(s)."""
+    segments: list[str] = []
+    for segment in (pattern if pattern.startswith("/") else "/**/" + pattern)[1:].split("/"):
+        if segment != "**" and segment.startswith("**"):  # `/**x` is `/**/*x`
+            segments.append("**")
+            segment = segment[1:]
+        tail = segment != "**" and segment.endswith("**")  # `/static**` is `/static*/**`
+        segments += [segment[:-1], "**"] if tail else [segment]
+    chunks: list[str] = [""]  # the segments between two `**`, each matched as a block
+    for segment in segments:
+        if segment == "**":
+            chunks.append("")
+        else:  # only the first `{room}` captures
+            chunks[-1] += "/" + _segment(segment, room)
+            room = room and "{room}" not in segment
+    out = chunks[0]
+    for i, chunk in enumerate(chunks[1:], 2):
+        # A middle block takes its leftmost place, as a wildcard in `_segment`; the last must
+        # end the path, so greedy `.*` finds it from the end.
+        out += f"(?:/.*)?{chunk}" if i == len(chunks) else f"(?>(?:/.*?)??{chunk})"
+    return out
 
 
 def _any(patterns: Iterable[str], flags: int) -> re.Pattern[str] | None:

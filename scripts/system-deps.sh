@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the system programs the test suite drives for real: redis-server and Chromium.
+# Installs the system programs the test suite drives for real: redis-server, Chromium, nginx
+# (and wrk for `make bench`).
 # Uses apt-get when running as root (or with sudo); otherwise says what is missing.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

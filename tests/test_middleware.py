@@ -93,9 +93,9 @@ class CountingStore(MemoryStore):
         self._count()
         return await super().poll(sid, policy)
 
-    async def leave(self, sid: str, policy: RoomPolicy) -> bool:
+    async def leave(self, sid: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         self._count()
-        return await super().leave(sid, policy)
+        return await super().leave(sid, policy, revoke=revoke)
 
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
         return await super().grant(room, policy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Coroutine
@@ -9,11 +10,19 @@ from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    MaxConnectionsError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+)
+from redis.typing import EncodableT
 
 from gatekeeper.errors import StoreError
+from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.store.base import (
     RATE_TAU_MS,
     REAP_LIMIT,
@@ -36,6 +45,17 @@ AUDIT_LIMIT = 10_000
 # A join registers its room at most this often per process (the grant loop's work list).
 _REGISTER_EVERY_S = 10.0
 
+# Clear, then set, fields of a room's controls hash in one atomic step. A script rather than a
+# MULTI/EXEC pipeline: it runs the same on one Redis and on a cluster (routed by its key).
+# KEYS: 1 room controls hash. ARGV: 1 number of fields to clear, those fields, then
+# field/value pairs to set.
+_SET_CONTROLS = """
+local n = tonumber(ARGV[1])
+if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 2, n + 1)) end
+if #ARGV > n + 1 then redis.call('HSET', KEYS[1], unpack(ARGV, n + 2)) end
+return 0
+"""
+
 
 def _load_script(name: str) -> str:
     lua = resources.files("gatekeeper.store") / "lua"
@@ -46,7 +66,7 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"redis: {exc}") from exc
@@ -56,13 +76,44 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     return wrapper
 
 
+class _Cluster(RedisCluster):
+    """A `RedisCluster` that behaves like the standalone client's blocking pool.
+
+    Every command first makes sure the cluster topology is known: concurrent first calls
+    wait for one discovery instead of racing it (an uninitialised client routes EVALSHA
+    blindly: redis-py #3935). At most `pool_size` commands are in flight; more wait up to
+    `pool_timeout_s` for a turn instead of failing with `MaxConnectionsError` at once (each
+    node's pool holds `pool_size` connections, so a turn always finds one).
+    """
+
+    def __init__(self, *, pool_size: int, pool_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(max_connections=pool_size, **kwargs)
+        self._turns = asyncio.Semaphore(pool_size)
+        self._pool_timeout_s = pool_timeout_s
+
+    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._pool_timeout_s):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError("no Redis connection free within the timeout") from None
+        try:
+            await self.initialize()  # a no-op once initialised; after a failure, rediscovers
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._turns.release()
+
+
+Client = aioredis.Redis | RedisCluster
+
+
 class _Script:
     """A Lua script called by SHA; when Redis lost its script cache (restart, failover,
     SCRIPT FLUSH) the call falls back to EVAL, which runs and caches it in one atomic step."""
 
-    def __init__(self, client: aioredis.Redis, name: str) -> None:
+    def __init__(self, client: Client, name: str, source: str | None = None) -> None:
         self._client = client
-        self._source = _load_script(name)
+        self._source = _load_script(name) if source is None else source
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
 
     async def __call__(self, keys: list[str], args: list[str | int]) -> Any:
@@ -89,11 +140,16 @@ class RedisKeys:
 
 
 class RedisStore:
-    """`Store` on Redis (redis-py asyncio): state in hashes, a stream and sorted sets."""
+    """`Store` on Redis (redis-py asyncio): state in hashes, a stream and sorted sets.
+
+    One Redis, or a Redis Cluster: every key of a room carries the `{room}` hash tag, so each
+    script's keys share a slot; the global keys (rooms, control, audit) are single-key
+    commands that may live on any node.
+    """
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         *,
         key_prefix: str = "waiting-room",
         stream: str = "joins",
@@ -113,6 +169,7 @@ class RedisStore:
         self._leave = _Script(client, "leave")
         self._grant = _Script(client, "grant")
         self._counts = _Script(client, "counts")
+        self._set_controls = _Script(client, "set_controls", _SET_CONTROLS)
 
     @classmethod
     def from_url(
@@ -126,7 +183,28 @@ class RedisStore:
         socket_timeout_s: float = 0.5,
         clock: Clock | None = None,
     ) -> RedisStore:
-        """A store with an explicit pool and timeouts: a slow Redis fails fast, never hangs."""
+        """A store with an explicit pool and timeouts: a slow Redis fails fast, never hangs.
+
+        `redis+cluster://host:port[,host:port...]` (or `rediss+cluster://`) selects a Redis
+        Cluster; the nodes listed are where discovery starts.
+        """
+        if url.startswith(tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES)):
+            parsed = parse_cluster_url(url)
+            cluster = _Cluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+                pool_size=pool_size,
+                pool_timeout_s=socket_timeout_s,
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=connect_timeout_s,
+                username=parsed.username,
+                password=parsed.password,
+                ssl=parsed.ssl,
+                decode_responses=True,
+                # Retries after connection errors and CLUSTERDOWN, rediscovering the topology
+                # first (MOVED/ASK redirects are followed without counting as retries).
+                retry=Retry(NoBackoff(), 1),
+            )
+            return cls(cluster, key_prefix=key_prefix, stream=stream, clock=clock)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
@@ -256,15 +334,11 @@ class RedisStore:
 
     @_translated
     async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
-        key = self.keys(room).control
         cleared = [field for field, value in changes.items() if value is None]
-        updates: dict[Any, Any] = {f: v for f, v in changes.items() if v is not None}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if cleared:
-                pipe.hdel(key, *cleared)
-            if updates:
-                pipe.hset(key, mapping=updates)
-            await pipe.execute()
+        updates = [x for f, v in changes.items() if v is not None for x in (f, v)]
+        if cleared or updates:
+            args: list[str | int] = [len(cleared), *cleared, *updates]
+            await self._set_controls(keys=[self.keys(room).control], args=args)
 
     @_translated
     async def tick_ms(self) -> int | None:
@@ -296,5 +370,5 @@ class RedisStore:
     async def aclose(self) -> None:
         try:
             await self._redis.aclose()
-        except RedisError:
+        except (RedisError, RedisClusterException):
             pass
