@@ -20,6 +20,7 @@ from gatekeeper.http import (
     send_error,
     send_json,
 )
+from gatekeeper.metrics import Metrics
 from gatekeeper.room import Rooms
 from gatekeeper.store.base import ROOM_ID, Mode, Store, room_of
 
@@ -41,8 +42,11 @@ _MAX_BODY = 4096
 class AdminAPI:
     """ASGI app under the admin prefix; answers 404 for everything when no token is set."""
 
-    def __init__(self, store: Store, rooms: Rooms, prefix: str, token: str) -> None:
+    def __init__(
+        self, store: Store, rooms: Rooms, prefix: str, token: str, metrics: Metrics | None = None
+    ) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
         self.rooms = rooms
         self.prefix = prefix
         self._token = f"Bearer {token}".encode() if token else None
@@ -104,6 +108,7 @@ class AdminAPI:
                 session_id, self.rooms.policy(owner), revoke=True
             ):
                 return await send_error(send, 404, "not_found", "unknown session")
+            self.metrics.leaves.labels(owner, "revoke").inc()
             await self.store.audit(
                 {"action": "revoke", "room": owner, "session": session_id, **actor}
             )
@@ -124,7 +129,8 @@ class AdminAPI:
         for key, value in body.items():
             if key == "mode":
                 if value is not None and value not in set(Mode):
-                    return await send_error(send, 400, "bad_request", f"mode: one of {list(Mode)}")
+                    modes = ", ".join(m.value for m in Mode)
+                    return await send_error(send, 400, "bad_request", f"mode: one of {modes}")
                 changes["mode"] = None if value in (None, Mode.OPEN) else str(value)
             elif key in _FIELDS:
                 field, lo, hi = _FIELDS[key]

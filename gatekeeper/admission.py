@@ -67,6 +67,9 @@ class Admission:
         self._pass_ms = int(gate.cookie.pass_ttl * 1000)
         self._fail_open = gate.failure_policy == "open"
         self._renewing: set[str] = set()
+        # False after a failed store call until one succeeds: no early renewals then, so that
+        # during an outage admitted visitors keep going only until their pass runs out.
+        self._store_ok = True
         self._denied: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -91,7 +94,7 @@ class Admission:
                 visitor = None
             elif visitor.pass_until_ms > now:
                 # The hot path: a fresh pass is enough, no store call.
-                if visitor.pass_until_ms - now > self._pass_ms // 2:
+                if visitor.pass_until_ms - now > self._pass_ms // 2 or not self._store_ok:
                     return Decision(PASS, sid, None, None, visitor.pass_until_ms)
                 self._renew_later(room, sid)
                 until = now + self._pass_ms
@@ -108,12 +111,14 @@ class Admission:
                 ticket = await store.join(room, new_session_id(room), policy)
                 metrics.joins.labels(room, str(ticket.status is Status.ACTIVE).lower()).inc()
         except StoreError as exc:
+            self._store_ok = False
             metrics.store_errors.labels("gate").inc()
             if self._fail_open:
                 log.error("store unavailable, failing OPEN (visitor let through): %s", exc)
                 return Decision(FAIL_OPEN, "fail-open")
             log.warning("store unavailable, visitor held back: %s", exc)
             return Decision(UNAVAILABLE)
+        self._store_ok = True
         sid = ticket.session_id
         if ticket.status is Status.ACTIVE:
             until = now + self._pass_ms
@@ -142,11 +147,13 @@ class Admission:
         try:
             ticket = await self.runtime.store.poll(session_id, self.runtime.rooms.policy(room))
         except StoreError as exc:
+            self._store_ok = False
             self.runtime.metrics.store_errors.labels("gate").inc()
             log.warning("background pass check failed for %s: %s", session_id, exc)
             return
         finally:
             self._renewing.discard(session_id)
+        self._store_ok = True
         if ticket is None or ticket.status is not Status.ACTIVE:
             if len(self._denied) >= _DENIED_MAX:
                 self._denied.clear()

@@ -40,7 +40,9 @@ class Runtime:
         self.metrics = Metrics()
         self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms, self.metrics)
         self.api = WaitingRoomAPI(self.store, self.rooms, settings, self.metrics)
-        self.admin = AdminAPI(self.store, self.rooms, settings.admin.prefix, settings.admin_token)
+        self.admin = AdminAPI(
+            self.store, self.rooms, settings.admin.prefix, settings.admin_token, self.metrics
+        )
         self._own = settings.gate.static_prefix.rstrip("/")
         self._started = False
 

@@ -99,3 +99,20 @@ async def test_background_check_refuses_a_revoked_session_on_this_replica():
         r = await alice.get("/", headers={"accept": "application/json"})
         assert r.json()["status"] == "WAITING"
         assert (await bob.get("/", headers={"accept": "application/json"})).json()["path"] == "/"
+
+
+async def test_no_early_renewal_while_the_store_is_failing():
+    h = Harness()
+    async with h.client() as alice, h.client() as bob:
+        await alice.get("/")
+        h.store.down = True
+        assert (await bob.get("/")).status_code == 503
+        h.clock.advance(3_000)
+        r = await alice.get("/", headers={"accept": "application/json"})
+        assert r.json()["path"] == "/"
+        assert "set-cookie" not in r.headers, "a pass must not be stretched during an outage"
+        h.clock.advance(2_001)
+        assert (await alice.get("/")).status_code == 503
+        h.store.down = False
+        r = await alice.get("/", headers={"accept": "application/json"})
+        assert r.json()["path"] == "/"
