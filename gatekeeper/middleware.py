@@ -73,6 +73,7 @@ class WaitingRoom:
         self.pages = PageRenderer(gate.waiting_template or None)
         self._cookie = gate.cookie
         self._static = gate.static_prefix.rstrip("/")
+        self._default = settings.rooms.default_room
         self._auth_path = self._static + "/auth"
         self._proof_header = gate.proof_header.lower().encode()
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
@@ -111,7 +112,8 @@ class WaitingRoom:
             inner = dict(scope)
             inner["headers"] = self._with_request_id(scope["headers"])
             return await self._measured(inner, receive, send)
-        await self._gate(scope, receive, send, room)
+        # A room named by the path that the config does not allow is queued in the default room.
+        await self._gate(scope, receive, send, self.runtime.rooms.resolve(room) or self._default)
 
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
@@ -147,6 +149,7 @@ class WaitingRoom:
         if room is None:
             self._metrics.decision("bypass")
             return await _auth_answer(send, 200, 0, None)
+        room = self.runtime.rooms.resolve(room) or self._default
         d = await self.admission.decide(room, scope["headers"], join=False)
         if d.verdict not in LET_THROUGH:
             self._metrics.decision("waiting" if d.verdict == ABSENT else d.verdict)

@@ -53,9 +53,11 @@ class Rooms:
 
     def policy(self, room: str) -> RoomPolicy:
         """The policy of a room: defaults merged with its override."""
-        found = self._policies.get(room)
+        # Unlisted rooms share the default policy, so random room ids cannot grow this cache.
+        key = room if room in self.configured else self.default
+        found = self._policies.get(key)
         if found is None:
-            found = self._policies[room] = policy_for(self._settings, room)
+            found = self._policies[key] = policy_for(self._settings, key)
         return found
 
 

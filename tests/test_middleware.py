@@ -463,3 +463,12 @@ async def test_session_state_is_the_truth_not_the_cookie(h: Harness, alice: http
     assert ticket is not None and ticket.status is Status.LEFT
     r = await alice.get("/", headers={"accept": "application/json"})
     assert r.json()["path"] == "/"
+
+
+async def test_unlisted_room_from_the_path_is_queued_in_the_default_room():
+    h = Harness(gate_settings(**{"rooms.allow-unlisted": False}))
+    async with h.client() as c:
+        r = await c.get("/events/RANDOM123/seats")
+        assert "set-cookie" in r.headers and r.headers["set-cookie"].startswith("gk_session=")
+        assert (await h.store.counts("default")).active == 1
+        assert "RANDOM123" not in await h.store.rooms()
