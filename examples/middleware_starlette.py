@@ -23,18 +23,18 @@ async def home(request: Request) -> Response:
 
 
 async def buy(request: Request) -> Response:
-    # /buy is a done path: a successful answer releases the buyer's place for the next visitor.
     return RedirectResponse("/thanks", status_code=303)
 
 
 async def thanks(request: Request) -> Response:
+    # /thanks is a done path: showing it (a 2xx answer) releases the buyer's place.
     return HTMLResponse("<h1 id='site-title'>Thanks for your order</h1>")
 
 
 settings = load_config(
     overrides={
         "waitingroom.processing.capacity": 2,
-        "waitingroom.gate.done-paths": ["/buy"],
+        "waitingroom.gate.done-paths": ["/thanks"],
         "waitingroom.gate.cookie.secure": False,
     }
 )

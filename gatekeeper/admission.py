@@ -164,6 +164,10 @@ class Admission:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def set_cookie(self, room: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
+        """The Set-Cookie header carrying `session_id` in `room` with the given pass."""
+        return self._set_cookie(self.cookie_name(room), session_id, pass_until_ms)
+
     def _set_cookie(self, name: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
         c = self._cookie
         return set_cookie_header(

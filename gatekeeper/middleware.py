@@ -186,9 +186,12 @@ class WaitingRoom:
                         out.append((key, value))
                     elif value.strip().lower() == b"leave":
                         leave = "origin_command"
-                if done and message["status"] < 400:
+                if done and 200 <= message["status"] < 300:
                     leave = leave or "done_path"
-                if cookie is not None:
+                if leave is not None:
+                    # The pass ends with the place: the next request starts over in the queue.
+                    out.append(self.admission.set_cookie(room, session_id, 0))
+                elif cookie is not None:
                     out.append(cookie)
                 message = {**message, "headers": out}
             await send(message)

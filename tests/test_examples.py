@@ -27,6 +27,7 @@ async def test_middleware_example_queues_the_third_visitor_and_frees_on_purchase
             assert "Sneaker drop" in (await b.get("/")).text
             assert "in line" in (await c.get("/")).text.lower()
             assert (await a.post("/buy")).status_code == 303
+            assert "Thanks" in (await a.get("/thanks")).text
             await find_gate(app).runtime.granter.tick()
             assert "Sneaker drop" in (await c.get("/")).text
         finally:

@@ -56,9 +56,9 @@ class Origin:
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         path = scope["path"]
         status, extra = 200, []
-        if path == "/checkout/complete":
+        if path == "/checkout/complete" and scope["method"] == "POST":
             status = 303
-            extra = [(b"location", b"/thanks")]
+            extra = [(b"location", b"/checkout/complete")]
         if path == "/signal-leave":
             extra = [(b"x-gatekeeper-command", b"leave")]
         body = json.dumps({"path": path, "headers": headers}).encode()
@@ -285,7 +285,13 @@ async def test_done_path_frees_the_place_for_the_next_visitor(
     assert "text/html" in (await bob.get("/seats")).headers["content-type"]
     r = await alice.post("/checkout/complete")
     assert r.status_code == 303
+    assert (await h.store.counts("default")).active == 1, "a redirect is not the end yet"
+    r = await alice.get("/checkout/complete")
+    assert r.status_code == 200 and r.json()["path"] == "/checkout/complete"
     assert (await h.store.counts("default")).active == 0
+    # The pass ended with the place: the next request starts over in the queue.
+    r = await alice.get("/seats", headers={"accept": "application/json"})
+    assert r.json()["status"] == "WAITING"
     await h.tick()
     r = await bob.get("/seats", headers={"accept": "application/json"})
     assert r.json()["path"] == "/seats"
@@ -304,6 +310,8 @@ async def test_leave_command_header_frees_the_place_and_is_stripped(
     r = await alice.get("/signal-leave")
     assert "x-gatekeeper-command" not in r.headers
     assert (await h.store.counts("default")).active == 0
+    cookie = h.gate.codec.loads(r.cookies["gk_session"])
+    assert cookie is not None and cookie.pass_until_ms == 0
 
 
 async def test_origin_gets_a_verifiable_proof_and_never_a_forged_one(

@@ -365,6 +365,8 @@ class RedisStore:
 
     @_translated
     async def ping(self) -> None:
+        # On a cluster PING goes to one node: a node that is down fails its own rooms (with
+        # StoreError), but readiness must not take every replica out of rotation for it.
         await self._redis.ping()
 
     async def aclose(self) -> None:
