@@ -18,6 +18,12 @@ run: $(STAMP)
 api: $(STAMP)
 	$(PY) -m gatekeeper run --port 8080
 
+# Performance ratios side by side on loopback (~7 min; docs/performance.md). ARGS="--quick" or
+# ARGS="--only P1,P3" for less.
+.PHONY: bench
+bench: $(STAMP) system-deps
+	$(PY) -m bench $(ARGS)
+
 system-deps:
 	./scripts/system-deps.sh
 

@@ -1,21 +1,42 @@
-"""ASGI apps the benchmarks serve: a fixed 2 KB origin page, and the proxy with or without gate."""
+"""ASGI apps the benchmarks serve: a 2 KB origin page, a constant JSON, and the proxy ± gate."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from gatekeeper.app import create_app
 from gatekeeper.config import load_config
 from gatekeeper.http import Receive, Scope, Send
-from gatekeeper.proxy import ReverseProxy
+from gatekeeper.proxy import ProxySettings, ReverseProxy
 
 PAGE = b"<!doctype html><title>seat map</title>" + b"<p>seat</p>" * 180
 
+# Shaped like the API's status object, so both sides of the P4 ratio send a similar answer.
+STATUS = json.dumps(
+    {
+        "sessionId": "Yx2hN1c0dGsFvQ8mWkPq3A.default",
+        "status": "WAITING",
+        "position": 1234,
+        "estimatedWaitSeconds": 56,
+        "pollAfterMs": 5000,
+    },
+    separators=(",", ":"),
+).encode()
+
+
+async def _drain(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+
 
 async def origin(scope: Scope, receive: Receive, send: Send) -> None:
-    """A constant 2 KB HTML page (lifespan ignored)."""
+    """A constant 2 KB HTML page for any method and path (lifespan ignored)."""
     if scope["type"] != "http":
         return
+    await _drain(receive)
     await send(
         {
             "type": "http.response.start",
@@ -26,19 +47,35 @@ async def origin(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": PAGE})
 
 
+async def bare(scope: Scope, receive: Receive, send: Send) -> None:
+    """The least a JSON endpoint can do: read the request, answer a constant object."""
+    if scope["type"] != "http":
+        return
+    await _drain(receive)
+    status = 202 if scope["method"] == "POST" else 200
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(STATUS))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": STATUS})
+
+
 def proxy() -> ReverseProxy:
-    """The reverse proxy alone (gate off) in front of $BENCH_ORIGIN."""
-    return ReverseProxy(os.environ["BENCH_ORIGIN"])
+    """The gate off: gatekeeper's reverse proxy alone, configured exactly as `gated()`'s."""
+    settings = load_config(overrides={"waitingroom.gate.origin": os.environ["BENCH_ORIGIN"]})
+    p = settings.proxy
+    return ReverseProxy(
+        settings.gate.origin,
+        ProxySettings(
+            connect_timeout_s=p.connect_timeout,
+            read_timeout_s=p.read_timeout,
+            pool_size=p.pool_size,
+            host_header=p.host_header,
+            trusted_proxies=p.trusted_proxies,
+        ),
+    )
 
 
 def gated() -> object:
-    """The gate in front of the same proxy, embedded store, pass TTL from $BENCH_PASS_TTL."""
-    settings = load_config(
-        overrides={
-            "waitingroom.gate.origin": os.environ["BENCH_ORIGIN"],
-            "waitingroom.processing.capacity": 1000,
-            "waitingroom.gate.cookie.secure": False,
-            "waitingroom.gate.cookie.pass-ttl": float(os.environ.get("BENCH_PASS_TTL", "60")),
-        }
+    """What `gatekeeper run --origin $BENCH_ORIGIN` serves; the rest from WAITINGROOM_*."""
+    return create_app(
+        load_config(overrides={"waitingroom.gate.origin": os.environ["BENCH_ORIGIN"]})
     )
-    return create_app(settings)

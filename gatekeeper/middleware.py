@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from types import TracebackType
 from urllib.parse import unquote
 
@@ -79,6 +80,8 @@ class WaitingRoom:
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
         self._waiting_status = gate.waiting_status
         self._metrics = runtime.metrics
+        self._id_prefix = secrets.token_hex(10).encode()
+        self._ids = itertools.count()
 
     async def __aenter__(self) -> WaitingRoom:
         await self.runtime.start()
@@ -217,11 +220,12 @@ class WaitingRoom:
             self._metrics.response(status or 500, time.perf_counter() - started)
 
     def _with_request_id(self, headers: Headers) -> Headers:
-        # One id follows a request from the gate into the origin's logs.
+        # One id follows a request from the gate into the origin's logs: unique per process
+        # start and request, and cheaper than uuid4 (no random bytes per request).
         for key, _ in headers:
             if key == REQUEST_ID:
                 return headers
-        return [*headers, (REQUEST_ID, uuid.uuid4().hex.encode())]
+        return [*headers, (REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids)))]
 
     def _upstream_headers(self, headers: Headers, session_id: str) -> Headers:
         # The origin never sees our cookies, nor a client-made copy of the proof header.

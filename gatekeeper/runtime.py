@@ -44,6 +44,7 @@ class Runtime:
             self.store, self.rooms, settings.admin.prefix, settings.admin_token, self.metrics
         )
         self._own = settings.gate.static_prefix.rstrip("/")
+        self._mine = (settings.api.prefix, settings.admin.prefix, self._own + "/")
         self._started = False
 
     async def start(self) -> None:
@@ -80,6 +81,8 @@ class Runtime:
         (API-only mode, where no site owns the root) also at `/healthz`, `/readyz`, `/metrics`.
         """
         path: str = scope["path"]
+        if not root and not path.startswith(self._mine):
+            return False  # the common case, one C-level check: a request for the site
         if self.api.handles(path):
             await self.api(scope, receive, send)
             return True

@@ -110,7 +110,11 @@ class AiohttpUpstream:
         if self._session is None:
             s = self._settings
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=s.pool_size, limit_per_host=0),
+                # Idle upstream connections are closed before common servers' 5 s keep-alive
+                # (uvicorn, nginx defaults) so a request is never sent on a closing socket.
+                connector=aiohttp.TCPConnector(
+                    limit=s.pool_size, limit_per_host=0, keepalive_timeout=4.0
+                ),
                 # One visitor's cookies must never reach another visitor.
                 cookie_jar=aiohttp.DummyCookieJar(),
                 # sock_connect rather than connect: waiting for a free pooled connection is
