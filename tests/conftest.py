@@ -12,6 +12,7 @@ import pytest
 from gatekeeper.store.base import RoomPolicy, Store
 from gatekeeper.store.memory import MemoryStore
 from gatekeeper.store.redis import RedisStore
+from tests.redis_cluster import HOW_TO_GET_CLUSTER, RedisClusterProcesses
 from tests.redis_server import (
     HOW_TO_GET_REDIS,
     RedisServer,
@@ -86,18 +87,40 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """A local 3-master Redis Cluster for the whole run (started once, on first use)."""
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        pytest.fail(HOW_TO_GET_CLUSTER, pytrace=False)
+    try:
+        cluster = RedisClusterProcesses(masters=3).start()
+    except RuntimeError:  # a port taken between picking it and binding it: once more
+        cluster = RedisClusterProcesses(masters=3).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: RedisClusterProcesses) -> str:
+    """`redis+cluster://` URL of the session's local Redis Cluster."""
+    return redis_cluster.url
+
+
 def unique_prefix() -> str:
     """Keys of one test never meet another's, even on a shared REDIS_URL."""
     return f"gkt-{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
     """The same contract, run against every backend."""
     if request.param == "memory":
         yield MemoryStore(clock)
         return
-    url = request.getfixturevalue("redis_url")
+    name = "redis_cluster_url" if request.param == "cluster" else "redis_url"
+    url = request.getfixturevalue(name)
     s = RedisStore.from_url(url, key_prefix=unique_prefix(), clock=clock)
     try:
         yield s

@@ -1,21 +1,24 @@
-"""Several store clients, each with its own grant loop, racing on one Redis."""
+"""Several store clients, each with its own grant loop, racing on one Redis or one cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 from collections import Counter
 
 import pytest
-import redis.asyncio as aioredis
+import redis
+from redis.crc import key_slot
 
 from gatekeeper.store.base import RoomPolicy, Status, new_session_id
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import unique_prefix
+from tests.redis_cluster import RedisClusterProcesses
 
 pytestmark = pytest.mark.redis
 
-ROOM = "flash"
 POLICY = RoomPolicy(
     capacity=25,
     batch_size=7,
@@ -24,36 +27,67 @@ POLICY = RoomPolicy(
     idle_timeout_ms=60_000,
     retention_ms=120_000,
 )
-VISITORS = 500
+VISITORS = 600
 GRANTERS = 3
 
 
-async def test_capacity_never_exceeded_and_no_double_grant(redis_url: str):
+def _rooms() -> tuple[str, ...]:
+    """Three rooms whose hash tags fall in different thirds of the slot space: on a
+    3-master cluster made by `redis-cli --cluster create`, one room per node."""
+    rooms: dict[int, str] = {}
+    i = 0
+    while len(rooms) < 3:
+        room = f"flash-{i}"
+        rooms.setdefault(key_slot(f"{{{room}}}".encode()) * 3 // 16384, room)
+        i += 1
+    return tuple(rooms[third] for third in sorted(rooms))
+
+
+ROOMS = _rooms()
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
+async def test_capacity_never_exceeded_and_no_double_grant(
+    request: pytest.FixtureRequest, backend: str
+):
+    sampler: redis.Redis | redis.RedisCluster
+    if backend == "cluster":
+        cluster: RedisClusterProcesses = request.getfixturevalue("redis_cluster")
+        url = cluster.url
+        assert len({cluster.owner(f"{{{room}}}") for room in ROOMS}) == 3, "not one per node"
+        sampler = redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+    else:
+        url = request.getfixturevalue("redis_url")
+        sampler = redis.Redis.from_url(url)
     prefix = unique_prefix()
-    stores = [RedisStore.from_url(redis_url, key_prefix=prefix) for _ in range(GRANTERS)]
-    sampler = aioredis.Redis.from_url(redis_url)
-    active_key = stores[0].keys(ROOM).active
+    stores = [RedisStore.from_url(url, key_prefix=prefix) for _ in range(GRANTERS)]
+    active_keys = [stores[0].keys(room).active for room in ROOMS]
     granted: list[str] = []
-    samples: list[int] = []
+    samples: dict[str, list[int]] = {room: [] for room in ROOMS}
     done = asyncio.Event()
+    sampled = threading.Event()
 
     async def grant_loop(store: RedisStore) -> None:
         while not done.is_set():
-            report = await store.grant(ROOM, POLICY)
-            granted.extend(report.granted)
-            assert report.active <= POLICY.capacity
+            for room in ROOMS:
+                report = await store.grant(room, POLICY)
+                granted.extend(report.granted)
+                assert report.active <= POLICY.capacity
             await asyncio.sleep(random.uniform(0.001, 0.005))
 
-    async def sample() -> None:
-        while not done.is_set():
-            samples.append(await sampler.zcard(active_key))
-            await asyncio.sleep(0.002)
+    def sample() -> None:
+        """In a thread, so that the busy event loop does not slow the sampling down."""
+        while not sampled.is_set():
+            for room, key in zip(ROOMS, active_keys, strict=True):
+                samples[room].append(sampler.zcard(key))
+            time.sleep(0.002)
 
     async def visitor(i: int) -> Status:
         store = stores[i % GRANTERS]
-        sid = new_session_id(ROOM)
+        room = ROOMS[i // GRANTERS % len(ROOMS)]
+        sid = new_session_id(room)
         await asyncio.sleep(random.uniform(0, 0.5))
-        ticket = await store.join(ROOM, sid, POLICY)
+        ticket = await store.join(room, sid, POLICY)
         quitter = i % 10 == 0
         while ticket is not None and ticket.status is Status.WAITING:
             if quitter and random.random() < 0.3:
@@ -69,21 +103,31 @@ async def test_capacity_never_exceeded_and_no_double_grant(redis_url: str):
         assert final is not None
         return final.status
 
-    loops = [asyncio.create_task(grant_loop(s)) for s in stores]
-    sampler_task = asyncio.create_task(sample())
-    statuses = await asyncio.wait_for(
-        asyncio.gather(*(visitor(i) for i in range(VISITORS))), timeout=120
-    )
-    done.set()
-    await asyncio.gather(*loops, sampler_task)
+    async def crowd() -> list[Status]:
+        try:
+            return list(await asyncio.gather(*(visitor(i) for i in range(VISITORS))))
+        finally:
+            done.set()
+            sampled.set()
 
-    assert Counter(statuses) == {Status.LEFT: VISITORS}
-    assert len(samples) > 100
-    assert max(samples) <= POLICY.capacity
-    assert max(samples) == POLICY.capacity, "the run never filled the room"
-    duplicates = [sid for sid, n in Counter(granted).items() if n > 1]
-    assert duplicates == []
-    assert await sampler.zcard(active_key) == 0
-    await sampler.aclose()
-    for s in stores:
-        await s.aclose()
+    try:
+        # A task group: should a grant loop fail, the test fails at once instead of waiting.
+        async with asyncio.timeout(120), asyncio.TaskGroup() as tasks:
+            visitors = tasks.create_task(crowd())
+            for s in stores:
+                tasks.create_task(grant_loop(s))
+            tasks.create_task(asyncio.to_thread(sample))
+
+        assert Counter(visitors.result()) == {Status.LEFT: VISITORS}
+        for room in ROOMS:
+            assert len(samples[room]) > 100
+            assert max(samples[room]) <= POLICY.capacity
+            assert max(samples[room]) == POLICY.capacity, f"the run never filled {room}"
+        duplicates = [sid for sid, n in Counter(granted).items() if n > 1]
+        assert duplicates == []
+        assert [sampler.zcard(key) for key in active_keys] == [0] * len(ROOMS)
+    finally:
+        sampled.set()
+        sampler.close()
+        for s in stores:
+            await s.aclose()
