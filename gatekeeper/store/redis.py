@@ -16,6 +16,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     MaxConnectionsError,
     NoScriptError,
+    ReadOnlyError,
     RedisClusterException,
     RedisError,
 )
@@ -66,6 +67,13 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
+        except ReadOnlyError as exc:
+            # A failover demoted the server these connections reach: drop them all, so the
+            # next calls reconnect (through DNS or a proxy) to the new primary.
+            store = args[0]
+            if isinstance(store, RedisStore):
+                await store._reconnect()
+            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
         except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
@@ -368,6 +376,11 @@ class RedisStore:
         # On a cluster PING goes to one node: a node that is down fails its own rooms (with
         # StoreError), but readiness must not take every replica out of rotation for it.
         await self._redis.ping()
+
+    async def _reconnect(self) -> None:
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is not None:
+            await pool.disconnect()
 
     async def aclose(self) -> None:
         try:

@@ -104,3 +104,20 @@ async def test_store_recovers_when_redis_comes_back(redis_server: RedisServer):
     ticket = await store.join("R", new_session_id("R"), POLICY)
     assert ticket.status is Status.ACTIVE
     await store.aclose()
+
+
+async def test_readonly_replica_after_failover_drops_the_pool(redis_server: RedisServer):
+    store = RedisStore.from_url(redis_server.url)
+    await store.join("R", new_session_id("R"), POLICY)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    # Make the server a replica of a dead primary: writes now fail with READONLY.
+    await admin.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+    with pytest.raises(StoreError, match="ReadOnly"):
+        await store.join("R", new_session_id("R"), POLICY)
+    # The failed call dropped the pooled connections, so none is left pointing at the replica.
+    assert store._redis.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
+    await admin.execute_command("REPLICAOF", "NO", "ONE")
+    ticket = await store.join("R", new_session_id("R"), POLICY)
+    assert ticket.status in (Status.ACTIVE, Status.WAITING)
+    await admin.aclose()
+    await store.aclose()
