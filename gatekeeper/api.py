@@ -18,7 +18,7 @@ from gatekeeper.http import (
     send_json,
 )
 from gatekeeper.metrics import Metrics
-from gatekeeper.room import Rooms, status_body
+from gatekeeper.room import Rooms
 from gatekeeper.store.base import Status, Store, Ticket, new_session_id, room_of
 
 log = logging.getLogger("gatekeeper.api")
@@ -41,7 +41,6 @@ class WaitingRoomAPI:
         self.metrics = metrics or Metrics()
         self.rooms = rooms
         self.prefix = settings.api.prefix
-        self._polling = settings.polling
         self._max_body = settings.api.max_body_bytes
 
     def handles(self, path: str) -> bool:
@@ -54,7 +53,7 @@ class WaitingRoomAPI:
 
     def body(self, ticket: Ticket) -> dict[str, object]:
         """The status object of a ticket."""
-        return status_body(ticket, self._polling, self.rooms.policy(ticket.room))
+        return self.rooms.status_body(ticket)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"][len(self.prefix) :]

@@ -29,7 +29,7 @@ from gatekeeper.http import (
 from gatekeeper.pages import PageRenderer, WaitingView, static_file
 from gatekeeper.paths import PathRules
 from gatekeeper.proof import make_proof
-from gatekeeper.room import estimated_wait_seconds, poll_after_ms, status_body
+from gatekeeper.room import estimated_wait_seconds
 from gatekeeper.runtime import Runtime, serve_lifespan
 from gatekeeper.store.base import Clock, Ticket
 
@@ -248,8 +248,7 @@ class WaitingRoom:
     async def _waiting(
         self, scope: Scope, send: Send, ticket: Ticket, cookie: tuple[bytes, bytes] | None
     ) -> None:
-        policy = self.runtime.rooms.policy(ticket.room)
-        poll_ms = poll_after_ms(ticket, self.settings.polling, policy)
+        poll_ms = self.runtime.rooms.poll_after_ms(ticket)
         headers: Headers = [(b"retry-after", str(max(1, poll_ms // 1000)).encode())]
         if cookie is not None:
             headers.append(cookie)
@@ -257,7 +256,7 @@ class WaitingRoom:
             await send({"type": "websocket.close", "code": 1013})
             return
         if wants_json(scope):
-            body = status_body(ticket, self.settings.polling, policy)
+            body = self.runtime.rooms.status_body(ticket)
             return await send_json(send, self._waiting_status, body, headers)
         view = WaitingView(
             session_id=ticket.session_id,

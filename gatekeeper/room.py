@@ -51,6 +51,20 @@ class Rooms:
             int(live.get("per-minute", policy.per_minute)),
         )
 
+    def max_rate(self, room: str) -> float:
+        """The room's fastest grant rate (admissions per second): a batch every tick."""
+        return self.effective(room)[1] * 1000 / self._settings.processing.rate_ms
+
+    def poll_after_ms(self, ticket: Ticket) -> int:
+        """See `poll_after_ms`, for this ticket's room."""
+        room = ticket.room
+        return poll_after_ms(ticket, self._settings.polling, self.policy(room), self.max_rate(room))
+
+    def status_body(self, ticket: Ticket) -> dict[str, object]:
+        """See `status_body`, for this ticket's room."""
+        room = ticket.room
+        return status_body(ticket, self._settings.polling, self.policy(room), self.max_rate(room))
+
     def policy(self, room: str) -> RoomPolicy:
         """The policy of a room: defaults merged with its override."""
         # Unlisted rooms share the default policy, so random room ids cannot grow this cache.
@@ -70,28 +84,34 @@ def estimated_wait_seconds(ticket: Ticket) -> int | None:
     return math.ceil((ticket.ahead + 1) / ticket.grant_rate)
 
 
-def poll_after_ms(ticket: Ticket, polling: PollingSettings, policy: RoomPolicy) -> int:
+def poll_after_ms(
+    ticket: Ticket, polling: PollingSettings, policy: RoomPolicy, max_rate: float
+) -> int:
     """How long the client should wait before polling again.
 
     Near the front (or with a short ETA) clients poll often so a grant is claimed quickly; far
-    back they poll rarely, so a huge queue costs little. Always well inside the waiting timeout
-    and the claim window, so a slow poller never loses a place.
+    back they poll rarely, so a huge queue costs little. Before the first grant there is no
+    observed rate, so the wait is estimated at the room's fastest grant rate (`max_rate` per
+    second): optimistic, so that the first grants are claimed at once. Always well inside the
+    waiting timeout and the claim window, so a slow poller never loses a place.
     """
     ceiling = min(polling.max_ms, policy.waiting_timeout_ms // 4, policy.claim_window_ms // 3)
     ceiling = max(ceiling, polling.min_ms)
     if ticket.status is not Status.WAITING:
         return ceiling
     eta = estimated_wait_seconds(ticket)
-    wanted = eta * 100 if eta is not None else ticket.ahead * 200
+    wanted = eta * 100 if eta is not None else int((ticket.ahead + 1) / max_rate * 100)
     return max(polling.min_ms, min(wanted, ceiling))
 
 
-def status_body(ticket: Ticket, polling: PollingSettings, policy: RoomPolicy) -> dict[str, object]:
+def status_body(
+    ticket: Ticket, polling: PollingSettings, policy: RoomPolicy, max_rate: float
+) -> dict[str, object]:
     """The poll API's JSON object for a ticket."""
     return {
         "sessionId": ticket.session_id,
         "status": ticket.status.value,
         "position": ticket.ahead,
         "estimatedWaitSeconds": estimated_wait_seconds(ticket),
-        "pollAfterMs": poll_after_ms(ticket, polling, policy),
+        "pollAfterMs": poll_after_ms(ticket, polling, policy, max_rate),
     }

@@ -1,0 +1,33 @@
+"""Room rules: poll intervals and ETAs from the observed (or, before any grant, best) rate."""
+
+from __future__ import annotations
+
+from gatekeeper.config import load_config
+from gatekeeper.room import Rooms
+from gatekeeper.store.base import Status, Ticket
+
+ROOMS = Rooms(load_config(None, environ={}))  # batch 10 every 200 ms: 50 admissions/s at most
+
+
+def waiting(ahead: int, rate: float = 0.0) -> Ticket:
+    return Ticket("x", "default", Status.WAITING, ahead, ahead + 1, 100, rate)
+
+
+def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed():
+    assert ROOMS.max_rate("default") == 50
+    assert ROOMS.poll_after_ms(waiting(0)) == 1000
+    assert ROOMS.poll_after_ms(waiting(99)) == 1000  # 2 s away: poll at the minimum
+    assert ROOMS.poll_after_ms(waiting(4999)) == 10_000  # 100 s away
+    assert ROOMS.poll_after_ms(waiting(1_000_000)) == 20_000
+
+
+def test_with_an_observed_rate_the_interval_is_a_tenth_of_the_eta():
+    body = ROOMS.status_body(waiting(599, rate=5.0))
+    assert body["estimatedWaitSeconds"] == 120
+    assert body["pollAfterMs"] == 12_000
+
+
+def test_admitted_and_ended_sessions_poll_slowly():
+    active = Ticket("x", "default", Status.ACTIVE, 0, 0, 1, 0.0)
+    assert ROOMS.status_body(active)["estimatedWaitSeconds"] == 0
+    assert ROOMS.poll_after_ms(active) == 20_000
