@@ -75,6 +75,9 @@ class Rooms:
         return found
 
 
+FRONT_S = 5
+
+
 def estimated_wait_seconds(ticket: Ticket) -> int | None:
     """Seconds until this waiter is let in at the observed grant rate (None: no rate yet)."""
     if ticket.status is Status.ACTIVE:
@@ -91,17 +94,21 @@ def poll_after_ms(
 
     Near the front (or with a short ETA) clients poll often so a grant is claimed quickly; far
     back they poll rarely, so a huge queue costs little. Before the first grant there is no
-    observed rate, so the wait is estimated at the room's fastest grant rate (`max_rate` per
-    second): optimistic, so that the first grants are claimed at once. Always well inside the
-    waiting timeout and the claim window, so a slow poller never loses a place.
+    observed rate: waiters the room could admit within FRONT_S seconds at its fastest
+    (`max_rate` per second) poll at the minimum, so the first grants are claimed at once.
+    Always well inside the waiting timeout and the claim window, so a slow poller never
+    loses a place.
     """
     ceiling = min(polling.max_ms, policy.waiting_timeout_ms // 4, policy.claim_window_ms // 3)
     ceiling = max(ceiling, polling.min_ms)
     if ticket.status is not Status.WAITING:
         return ceiling
     eta = estimated_wait_seconds(ticket)
-    wanted = eta * 100 if eta is not None else int((ticket.ahead + 1) / max_rate * 100)
-    return max(polling.min_ms, min(wanted, ceiling))
+    if eta is not None:
+        return max(polling.min_ms, min(eta * 100, ceiling))
+    # No grant seen yet: whoever the first few grant steps can reach polls often; everyone
+    # else slowly, since by their next poll there is a rate to go by.
+    return polling.min_ms if (ticket.ahead + 1) / max_rate <= FRONT_S else ceiling
 
 
 def status_body(

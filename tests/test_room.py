@@ -16,8 +16,8 @@ def waiting(ahead: int, rate: float = 0.0) -> Ticket:
 def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed():
     assert ROOMS.max_rate("default") == 50
     assert ROOMS.poll_after_ms(waiting(0)) == 1000
-    assert ROOMS.poll_after_ms(waiting(99)) == 1000  # 2 s away: poll at the minimum
-    assert ROOMS.poll_after_ms(waiting(4999)) == 10_000  # 100 s away
+    assert ROOMS.poll_after_ms(waiting(249)) == 1000  # within 5 s of the front at 50/s
+    assert ROOMS.poll_after_ms(waiting(250)) == 20_000
     assert ROOMS.poll_after_ms(waiting(1_000_000)) == 20_000
 
 
