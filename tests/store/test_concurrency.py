@@ -60,7 +60,11 @@ async def test_capacity_never_exceeded_and_no_double_grant(
         url = request.getfixturevalue("redis_url")
         sampler = redis.Redis.from_url(url)
     prefix = unique_prefix()
-    stores = [RedisStore.from_url(url, key_prefix=prefix) for _ in range(GRANTERS)]
+    # Generous timeouts: this test checks invariants, and a busy 2-core machine may starve it.
+    stores = [
+        RedisStore.from_url(url, key_prefix=prefix, connect_timeout_s=5, socket_timeout_s=5)
+        for _ in range(GRANTERS)
+    ]
     active_keys = [stores[0].keys(room).active for room in ROOMS]
     granted: list[str] = []
     samples: dict[str, list[int]] = {room: [] for room in ROOMS}
@@ -68,12 +72,15 @@ async def test_capacity_never_exceeded_and_no_double_grant(
     sampled = threading.Event()
 
     async def grant_loop(store: RedisStore) -> None:
-        while not done.is_set():
-            for room in ROOMS:
-                report = await store.grant(room, POLICY)
-                granted.extend(report.granted)
-                assert report.active <= POLICY.capacity
-            await asyncio.sleep(random.uniform(0.001, 0.005))
+        try:
+            while not done.is_set():
+                for room in ROOMS:
+                    report = await store.grant(room, POLICY)
+                    granted.extend(report.granted)
+                    assert report.active <= POLICY.capacity
+                await asyncio.sleep(random.uniform(0.001, 0.005))
+        finally:
+            done.set()  # should a loop fail, waiters stop waiting for grants
 
     def sample() -> None:
         """In a thread, so that the busy event loop does not slow the sampling down."""
@@ -90,6 +97,10 @@ async def test_capacity_never_exceeded_and_no_double_grant(
         ticket = await store.join(room, sid, POLICY)
         quitter = i % 10 == 0
         while ticket is not None and ticket.status is Status.WAITING:
+            # Stop on our own rather than rely on cancellation alone: Python 3.11's
+            # asyncio.wait_for (inside redis-py) can swallow a cancel, and a waiter that
+            # missed it would poll forever once the grant loops are gone.
+            assert not done.is_set(), "the grant loops stopped while visitors waited"
             if quitter and random.random() < 0.3:
                 await store.leave(sid, POLICY)
                 return Status.LEFT
@@ -110,6 +121,7 @@ async def test_capacity_never_exceeded_and_no_double_grant(
             done.set()
             sampled.set()
 
+    deadline = asyncio.get_running_loop().call_later(100, done.set)
     try:
         # A task group: should a grant loop fail, the test fails at once instead of waiting.
         async with asyncio.timeout(120), asyncio.TaskGroup() as tasks:
@@ -127,6 +139,7 @@ async def test_capacity_never_exceeded_and_no_double_grant(
         assert duplicates == []
         assert [sampler.zcard(key) for key in active_keys] == [0] * len(ROOMS)
     finally:
+        deadline.cancel()
         sampled.set()
         sampler.close()
         for s in stores:
