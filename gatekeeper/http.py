@@ -33,10 +33,24 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def prefers_json(accept: bytes) -> bool:
+    """Whether Accept ranks application/json above text/html: by q, then by position."""
+    ranks: dict[bytes, tuple[float, int]] = {}
+    for position, item in enumerate(accept.lower().split(b",")):
+        media, *params = (part.strip() for part in item.split(b";"))
+        if media in (b"application/json", b"text/html") and media not in ranks:
+            try:
+                quality = float(next((p[2:] for p in params if p.startswith(b"q=")), b"1"))
+            except ValueError:
+                quality = 0.0
+            ranks[media] = (quality, -position)
+    as_json = ranks.get(b"application/json", (0.0, 0))
+    return as_json[0] > 0 and as_json > ranks.get(b"text/html", (0.0, 0))
+
+
 def wants_json(scope: Scope) -> bool:
-    """True for fetch/XHR requests and those that accept JSON rather than HTML."""
-    accept = header(scope, b"accept") or b""
-    if b"application/json" in accept and b"text/html" not in accept:
+    """True for fetch/XHR requests and those that rank JSON above HTML in Accept."""
+    if prefers_json(header(scope, b"accept") or b""):
         return True
     return header(scope, b"x-requested-with") == b"XMLHttpRequest"
 

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
+from gatekeeper.http import prefers_json
 from gatekeeper.upstream import AiohttpUpstream, Headers, Upstream, UpstreamResponse
 
 Scope = MutableMapping[str, Any]
@@ -310,7 +311,7 @@ async def _send_error(scope: Scope, send: Send, exc: OriginError) -> None:
     status = 504 if isinstance(exc, OriginTimeout) else 502
     as_json, as_html = _ERROR_PAGES[status]
     accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
-    wants_json = _prefers_json(accept)
+    wants_json = prefers_json(accept)
     body = as_json if wants_json else as_html
     headers = [
         (b"content-type", b"application/json" if wants_json else b"text/html; charset=utf-8"),
@@ -319,18 +320,3 @@ async def _send_error(scope: Scope, send: Send, exc: OriginError) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _prefers_json(accept: bytes) -> bool:
-    """Whether Accept ranks application/json above text/html: by q, then by position."""
-    ranks: dict[bytes, tuple[float, int]] = {}
-    for position, item in enumerate(accept.lower().split(b",")):
-        media, *params = (part.strip() for part in item.split(b";"))
-        if media in (b"application/json", b"text/html") and media not in ranks:
-            try:
-                quality = float(next((p[2:] for p in params if p.startswith(b"q=")), b"1"))
-            except ValueError:
-                quality = 0.0
-            ranks[media] = (quality, -position)
-    as_json = ranks.get(b"application/json", (0.0, 0))
-    return as_json[0] > 0 and as_json > ranks.get(b"text/html", (0.0, 0))
