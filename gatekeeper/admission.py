@@ -23,6 +23,8 @@ log = logging.getLogger("gatekeeper.gate")
 
 # Sessions a background check found no longer active, remembered this many at most.
 _DENIED_MAX = 100_000
+# Cookie headers known to carry a pass, remembered this many at most (a few MB).
+_KNOWN_MAX = 16_384
 
 PASS = "pass"
 ADMITTED = "admitted"
@@ -46,6 +48,14 @@ class Decision:
     pass_until_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class KnownHeader:
+    """A Cookie header seen before: this room's cookie in it, and the header without ours."""
+
+    cookie: str
+    forwarded: bytes | None
+
+
 class Admission:
     """Decides admission for a room from the request headers; see the module docstring."""
 
@@ -65,6 +75,7 @@ class Admission:
         self._cookie = gate.cookie
         self._default_room = settings.rooms.default_room
         self._pass_ms = int(gate.cookie.pass_ttl * 1000)
+        self._half_ms = self._pass_ms // 2
         self._fail_open = gate.failure_policy == "open"
         self._renewing: set[str] = set()
         # False after a failed store call until one succeeds: no early renewals then, so that
@@ -72,11 +83,41 @@ class Admission:
         self._store_ok = True
         self._denied: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._known: dict[tuple[str, bytes], KnownHeader] = {}
 
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         base = self._cookie.name
         return base if room == self._default_room else f"{base}-{room}"
+
+    def quick_pass(
+        self, room: str, cookie_header: bytes, now: int
+    ) -> tuple[str, KnownHeader] | None:
+        """The session and header of a request whose Cookie header was seen with a fresh pass.
+
+        The hot path of an admitted visitor: the same answer `decide` would give (PASS, no
+        cookie to set) from two dict lookups; None whenever `decide` must look (first sight
+        of the header, pass in its second half, session refused, room held).
+        """
+        known = self._known.get((room, cookie_header))
+        if known is None or self.runtime.rooms.mode(room) is Mode.QUEUE_ALL:
+            return None
+        visitor = self.codec.loads(known.cookie)
+        if visitor is None:
+            return None
+        left = visitor.pass_until_ms - now
+        if left <= 0 or (left <= self._half_ms and self._store_ok):
+            return None
+        sid = visitor.session_id
+        if self._denied and self._denied.get(sid, 0) > now:
+            return None
+        return sid, known
+
+    def remember(self, room: str, cookie_header: bytes, known: KnownHeader) -> None:
+        """Keep a Cookie header that `decide` let through on its pass, for `quick_pass`."""
+        if len(self._known) >= _KNOWN_MAX:
+            self._known.clear()
+        self._known[(room, cookie_header)] = known
 
     async def decide(self, room: str, headers: Headers, *, join: bool = True) -> Decision:
         """The verdict for a request to `room`; without `join`, a newcomer is ABSENT."""
@@ -94,7 +135,7 @@ class Admission:
                 visitor = None
             elif visitor.pass_until_ms > now:
                 # The hot path: a fresh pass is enough, no store call.
-                if visitor.pass_until_ms - now > self._pass_ms // 2 or not self._store_ok:
+                if visitor.pass_until_ms - now > self._half_ms or not self._store_ok:
                     return Decision(PASS, sid, None, None, visitor.pass_until_ms)
                 self._renew_later(room, sid)
                 until = now + self._pass_ms

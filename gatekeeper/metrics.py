@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from gatekeeper.store.base import GrantReport
 
@@ -44,40 +53,25 @@ class Metrics:
         self.store_errors = Counter(
             "gatekeeper_store_errors_total", "Failed store calls", ["operation"], registry=r
         )
-        self.decisions = Counter(
-            "gatekeeper_gate_decisions_total",
-            "Gate decisions (pass, admitted, waiting, held, unavailable, fail_open, ...)",
-            ["decision"],
-            registry=r,
-        )
-        self.requests = Counter(
-            "gatekeeper_proxy_requests_total",
-            "Responses to forwarded requests, by status code",
-            ["status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "gatekeeper_proxy_request_duration_seconds",
-            "Time to answer a forwarded request (until the last body byte)",
-            ["status_class"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=r,
-        )
-        self._decision = {d: self.decisions.labels(d) for d in _DECISIONS}
-        self._latency = {c: self.latency.labels(c) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")}
-        self._status: dict[int, Counter] = {}
+        self._hot = _PerRequest()
+        r.register(self._hot)
 
     def decision(self, name: str) -> None:
-        """Count one gate decision (pre-bound children keep the hot path cheap)."""
-        self._decision[name].inc()
+        """Count one gate decision."""
+        self._hot.decisions[name] += 1
+
+    def decision_count(self, name: str) -> int:
+        """Gate decisions of one kind so far."""
+        return self._hot.decisions[name]
 
     def response(self, status: int, seconds: float) -> None:
         """Count one forwarded response and its latency."""
-        child = self._status.get(status)
-        if child is None:
-            child = self._status[status] = self.requests.labels(str(status))
-        child.inc()
-        self._latency.get(f"{status // 100}xx", self._latency["5xx"]).observe(seconds)
+        hot = self._hot
+        hot.statuses[status] = hot.statuses.get(status, 0) + 1
+        cls = status // 100
+        i = cls - 1 if 1 <= cls <= 5 else 4
+        hot.counts[i][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        hot.sums[i] += seconds
 
     def grant_report(self, room: str, report: GrantReport, capacity: int) -> None:
         """Record one grant step's figures."""
@@ -106,3 +100,52 @@ _DECISIONS = (
     "passthrough",
     "bypass",
 )
+
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _PerRequest(Collector):
+    """The per-request metrics, kept as plain numbers and turned into metrics when scraped.
+
+    prometheus_client's own counters take a lock on every increment; these are written by the
+    one event loop thread of the process, on the hot path of every admitted request.
+    """
+
+    def __init__(self) -> None:
+        self.decisions = dict.fromkeys(_DECISIONS, 0)
+        self.statuses: dict[int, int] = {}
+        # Per status class 1xx..5xx: a count per bucket (the last one is +Inf), and the sum.
+        self.counts = [[0] * (len(LATENCY_BUCKETS) + 1) for _ in range(5)]
+        self.sums = [0.0] * 5
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "gatekeeper_gate_decisions",
+            "Gate decisions (pass, admitted, waiting, held, unavailable, fail_open, ...)",
+            labels=["decision"],
+        )
+        for name, count in self.decisions.items():
+            decisions.add_metric([name], count)
+        yield decisions
+        requests = CounterMetricFamily(
+            "gatekeeper_proxy_requests",
+            "Responses to forwarded requests, by status code",
+            labels=["status"],
+        )
+        for status, count in sorted(self.statuses.items()):
+            requests.add_metric([str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "gatekeeper_proxy_request_duration_seconds",
+            "Time to answer a forwarded request (until the last body byte)",
+            labels=["status_class"],
+        )
+        bounds = [*(str(float(b)) for b in LATENCY_BUCKETS), "+Inf"]
+        for i, counts in enumerate(self.counts):
+            cumulative, running = [], 0
+            for bound, count in zip(bounds, counts, strict=True):
+                running += count
+                cumulative.append((bound, running))
+            latency.add_metric([f"{i + 1}xx"], cumulative, self.sums[i])
+        yield latency

@@ -9,9 +9,9 @@ import time
 from types import TracebackType
 from urllib.parse import unquote
 
-from gatekeeper.admission import ABSENT, LET_THROUGH, WAITING, Admission
+from gatekeeper.admission import ABSENT, LET_THROUGH, PASS, WAITING, Admission, KnownHeader
 from gatekeeper.config import Settings, load_config
-from gatekeeper.cookies import strip_cookie
+from gatekeeper.cookies import read_cookie, strip_cookie
 from gatekeeper.errors import StoreError
 from gatekeeper.http import (
     ASGIApp,
@@ -39,6 +39,8 @@ COMMAND_HEADER = b"x-gatekeeper-command"
 REQUEST_ID = b"x-request-id"
 RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
+# Routing decisions remembered per (path, raw path); cleared when full (paths are unbounded).
+_ROUTES_MAX = 4096
 
 
 def _wall_ms() -> int:
@@ -82,6 +84,11 @@ class WaitingRoom:
         self._metrics = runtime.metrics
         self._id_prefix = secrets.token_hex(10).encode()
         self._ids = itertools.count()
+        self._own_prefixes = runtime.prefixes
+        # Routing depends on the path alone unless client IPs or User-Agents may bypass.
+        self._routes_cacheable = not self.rules.per_client
+        self._routes: dict[tuple[str, object], tuple[str | None, bool]] = {}
+        self._proof_cache: tuple[str, int, bytes] = ("", -1, b"")
 
     async def __aenter__(self) -> WaitingRoom:
         await self.runtime.start()
@@ -97,39 +104,98 @@ class WaitingRoom:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "lifespan":
-            return await self._lifespan(scope, receive, send)
-        if kind not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
         if kind == "http":
             path: str = scope["path"]
-            if path == self._auth_path:
-                return await self._auth(scope, send)
-            if await self.runtime.handle(scope, receive, send, root=False):
-                return
-            if path.startswith(self._static + "/"):
-                return await self._static_file(send, path[len(self._static) :])
-        room = self.rules.room_for(scope)
+            if path.startswith(self._own_prefixes):
+                if path == self._auth_path:
+                    return await self._auth(scope, send)
+                if await self.runtime.handle(scope, receive, send, root=False):
+                    return
+                if path.startswith(self._static + "/"):
+                    return await self._static_file(send, path[len(self._static) :])
+        elif kind == "lifespan":
+            return await self._lifespan(scope, receive, send)
+        elif kind != "websocket":
+            return await self.app(scope, receive, send)
+        room, done = self._route(scope)
         if room is None:
             self._metrics.decision("bypass")
             inner = dict(scope)
             inner["headers"] = self._with_request_id(scope["headers"])
             return await self._measured(inner, receive, send)
-        # A room named by the path that the config does not allow is queued in the default room.
-        await self._gate(scope, receive, send, self.runtime.rooms.resolve(room) or self._default)
+        if kind == "http":
+            quick = self._quick_pass(room, scope["headers"])
+            if quick is not None:
+                self._metrics.decision(PASS)
+                return await self._pass_through(scope, receive, send, room, done, *quick)
+        await self._gate(scope, receive, send, room, done)
+
+    def _route(self, scope: Scope) -> tuple[str | None, bool]:
+        """The room gating the request (None: bypass) and whether its path is a done path."""
+        key = None
+        if self._routes_cacheable:
+            key = (scope["path"], scope.get("raw_path"))
+            found = self._routes.get(key)
+            if found is not None:
+                return found
+        room = self.rules.room_for(scope)
+        if room is not None:
+            # A room named by the path that the config does not allow queues in the default.
+            room = self.runtime.rooms.resolve(room) or self._default
+        route = (room, self.rules.is_done(scope["path"]))
+        if key is not None:
+            if len(self._routes) >= _ROUTES_MAX:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
+    def _quick_pass(self, room: str, headers: Headers) -> tuple[str, KnownHeader] | None:
+        """An admitted visitor's request decided from its (one) Cookie header, if seen before."""
+        found = None
+        for key, value in headers:
+            if key.lower() == b"cookie":
+                if found is not None:
+                    return None
+                found = value
+        if found is None:
+            return None
+        return self.admission.quick_pass(room, found, self._clock())
 
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         return self.admission.cookie_name(room)
 
-    async def _gate(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
-        d = await self.admission.decide(room, scope["headers"])
+    async def _gate(
+        self, scope: Scope, receive: Receive, send: Send, room: str, done: bool
+    ) -> None:
+        headers = scope["headers"]
+        d = await self.admission.decide(room, headers)
         self._metrics.decision(d.verdict)
         if d.verdict in LET_THROUGH:
-            return await self._forward(scope, receive, send, room, d.session_id, d.cookie)
+            if d.verdict == PASS and d.cookie is None:
+                known = self._known_header(room, headers)
+                if known is not None:
+                    return await self._pass_through(
+                        scope, receive, send, room, done, d.session_id, known
+                    )
+            return await self._forward(scope, receive, send, room, done, d.session_id, d.cookie)
         if d.verdict == WAITING and d.ticket is not None:
             return await self._waiting(scope, send, d.ticket, d.cookie)
         await self._unavailable(scope, send)
+
+    def _known_header(self, room: str, headers: Headers) -> KnownHeader | None:
+        """Remember the request's single Cookie header as one that carries a pass."""
+        cookies = [value for key, value in headers if key.lower() == b"cookie"]
+        if len(cookies) != 1:
+            return None
+        raw = bytes(cookies[0])
+        value = read_cookie([(b"cookie", raw)], self.cookie_name(room))
+        if value is None:
+            return None
+        rest = strip_cookie([(b"cookie", raw)], self._cookie.name, family=True)
+        known = KnownHeader(value, rest[0][1] if rest else None)
+        self.admission.remember(room, raw, known)
+        return known
 
     async def _auth(self, scope: Scope, send: Send) -> None:
         """The `auth_request` answer for the request nginx (Traefik, Envoy) is about to proxy.
@@ -163,43 +229,115 @@ class WaitingRoom:
             ttl = max(0, (d.pass_until_ms - self._clock()) // 1000)
         await _auth_answer(send, 200, ttl, d.cookie)
 
+    async def _pass_through(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        room: str,
+        done: bool,
+        session_id: str,
+        known: KnownHeader,
+    ) -> None:
+        """Forward an admitted visitor's request whose Cookie header is known (the hot path)."""
+        out: Headers = []
+        has_id = False
+        for item in scope["headers"]:
+            key = item[0].lower()
+            if key == b"cookie":
+                if known.forwarded is not None:
+                    out.append((item[0], known.forwarded))
+            elif key == REQUEST_ID:
+                has_id = True
+                out.append(item)
+            elif key != self._proof_header:
+                out.append(item)
+        self._finish_headers(out, session_id, has_id)
+        inner = dict(scope)
+        inner["headers"] = out
+        await self._respond(inner, receive, send, room, done, session_id, None)
+
     async def _forward(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
         room: str,
+        done: bool,
         session_id: str,
         cookie: tuple[bytes, bytes] | None,
     ) -> None:
-        headers = self._upstream_headers(scope["headers"], session_id)
+        # The origin never sees our cookies, nor a client-made copy of the proof header.
+        out = strip_cookie(scope["headers"], self._cookie.name, family=True)
+        out = [(k, v) for k, v in out if k.lower() != self._proof_header]
+        has_id = any(k == REQUEST_ID for k, _ in out)
+        self._finish_headers(out, session_id, has_id)
         inner = dict(scope)
-        inner["headers"] = headers
+        inner["headers"] = out
         if scope["type"] != "http":
             return await self.app(inner, receive, send)
-        done = self.rules.is_done(scope["path"])
+        await self._respond(inner, receive, send, room, done, session_id, cookie)
+
+    def _finish_headers(self, out: Headers, session_id: str, has_id: bool) -> None:
+        """Add the proof (when configured) and a request id (unless the client sent one)."""
+        if self._proof_secret is not None:
+            now_s = self._clock() // 1000
+            if self._proof_cache[:2] != (session_id, now_s):
+                proof = make_proof(self._proof_secret, session_id, now_s).encode()
+                self._proof_cache = (session_id, now_s, proof)
+            out.append((self._proof_header, self._proof_cache[2]))
+        if not has_id:
+            # One id follows a request from the gate into the origin's logs: unique per
+            # process start and request, and cheaper than uuid4 (no random bytes).
+            out.append((REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids))))
+
+    async def _respond(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        room: str,
+        done: bool,
+        session_id: str,
+        cookie: tuple[bytes, bytes] | None,
+    ) -> None:
+        """Run the app for an admitted visitor: pass a renewed cookie on, obey the origin's
+        leave command and done paths, and count the response (status, time)."""
+        started = time.perf_counter()
+        status = 0
         leave: str | None = None
 
         async def send_through(message: Message) -> None:
-            nonlocal leave
+            nonlocal leave, status
             if message["type"] == "http.response.start":
-                out: Headers = []
-                for key, value in message.get("headers", ()):
-                    if key.lower() != COMMAND_HEADER:
-                        out.append((key, value))
-                    elif value.strip().lower() == b"leave":
-                        leave = "origin_command"
-                if done and 200 <= message["status"] < 300:
-                    leave = leave or "done_path"
-                if leave is not None:
-                    # The pass ends with the place: the next request starts over in the queue.
-                    out.append(self.admission.set_cookie(room, session_id, 0))
-                elif cookie is not None:
-                    out.append(cookie)
-                message = {**message, "headers": out}
+                status = message["status"]
+                headers = message.get("headers", ())
+                commanded = False
+                for key, _ in headers:
+                    if key.lower() == COMMAND_HEADER:
+                        commanded = True
+                        break
+                if commanded or cookie is not None or (done and 200 <= status < 300):
+                    out: Headers = []
+                    for key, value in headers:
+                        if key.lower() != COMMAND_HEADER:
+                            out.append((key, value))
+                        elif value.strip().lower() == b"leave":
+                            leave = "origin_command"
+                    if done and 200 <= status < 300:
+                        leave = leave or "done_path"
+                    if leave is not None:
+                        # The pass ends with the place: the next request starts over in line.
+                        out.append(self.admission.set_cookie(room, session_id, 0))
+                    elif cookie is not None:
+                        out.append(cookie)
+                    message = {**message, "headers": out}
             await send(message)
 
-        await self._measured(inner, receive, send_through)
+        try:
+            await self.app(scope, receive, send_through)
+        finally:
+            self._metrics.response(status or 500, time.perf_counter() - started)
         if leave is not None:
             await self._leave(room, session_id, leave)
 
@@ -226,15 +364,6 @@ class WaitingRoom:
             if key == REQUEST_ID:
                 return headers
         return [*headers, (REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids)))]
-
-    def _upstream_headers(self, headers: Headers, session_id: str) -> Headers:
-        # The origin never sees our cookies, nor a client-made copy of the proof header.
-        out = strip_cookie(headers, self._cookie.name, family=True)
-        out = [(k, v) for k, v in out if k.lower() != self._proof_header]
-        if self._proof_secret is not None:
-            proof = make_proof(self._proof_secret, session_id, self._clock() // 1000)
-            out.append((self._proof_header, proof.encode()))
-        return self._with_request_id(out)
 
     async def _leave(self, room: str, session_id: str, reason: str) -> None:
         try:

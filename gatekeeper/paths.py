@@ -128,6 +128,11 @@ class PathRules:
         self._agents = tuple(re.compile(agent) for agent in gate.bypass_user_agents)
         self._default = default_room
 
+    @property
+    def per_client(self) -> bool:
+        """True when the client's IP or User-Agent can change the decision, not only the path."""
+        return bool(self._nets or self._agents)
+
     def room_for(self, scope: Scope) -> str | None:
         """The room gating this request, or None when the request bypasses the gate.
 

@@ -44,7 +44,8 @@ class Runtime:
             self.store, self.rooms, settings.admin.prefix, settings.admin_token, self.metrics
         )
         self._own = settings.gate.static_prefix.rstrip("/")
-        self._mine = (settings.api.prefix, settings.admin.prefix, self._own + "/")
+        self.prefixes = (settings.api.prefix, settings.admin.prefix, self._own + "/")
+        """Path prefixes of gatekeeper's own endpoints (API, admin, health, assets)."""
         self._started = False
 
     async def start(self) -> None:
@@ -81,7 +82,7 @@ class Runtime:
         (API-only mode, where no site owns the root) also at `/healthz`, `/readyz`, `/metrics`.
         """
         path: str = scope["path"]
-        if not root and not path.startswith(self._mine):
+        if not root and not path.startswith(self.prefixes):
             return False  # the common case, one C-level check: a request for the site
         if self.api.handles(path):
             await self.api(scope, receive, send)

@@ -480,3 +480,93 @@ async def test_unlisted_room_from_the_path_is_queued_in_the_default_room():
         assert "set-cookie" in r.headers and r.headers["set-cookie"].startswith("gk_session=")
         assert (await h.store.counts("default")).active == 1
         assert "RANDOM123" not in await h.store.rooms()
+
+
+async def raw_get(gate: WaitingRoom, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
+    """One GET / straight through the ASGI interface, with exactly these request headers."""
+    scope: Scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/",
+                    "query_string": b"", "headers": headers, "client": ("10.0.0.1", 1234)}  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await gate(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body) if body.startswith(b"{") else body
+
+
+async def admitted_cookie(h: Harness, alice: httpx.AsyncClient) -> str:
+    r = await alice.get("/")
+    return set_cookie(r).split(";", 1)[0]
+
+
+async def test_a_known_cookie_header_is_stripped_and_proved_every_time(
+    h: Harness, alice: httpx.AsyncClient
+):
+    ours = await admitted_cookie(h, alice)
+    header = f"a=1; {ours}; gk_session-other=x; b=2".encode()
+    for _ in range(3):
+        status, body = await raw_get(
+            h.gate, [(b"cookie", header), (b"x-gatekeeper-proof", b"forged")]
+        )
+        forwarded = body["headers"]
+        assert status == 200 and forwarded["cookie"] == "a=1; b=2"
+        sid = verify_proof(PROOF.encode(), forwarded["x-gatekeeper-proof"],
+                           now_s=h.clock.now // 1000)  # fmt: skip
+        assert sid is not None and sid.endswith(".default")
+    only_ours = ours.encode()
+    for _ in range(2):
+        status, body = await raw_get(h.gate, [(b"cookie", only_ours)])
+        assert status == 200 and "cookie" not in body["headers"]
+    assert h.store.calls == 1
+
+
+async def test_a_known_cookie_header_still_renews_in_the_second_half(
+    h: Harness, alice: httpx.AsyncClient
+):
+    ours = await admitted_cookie(h, alice)
+    await raw_get(h.gate, [(b"cookie", ours.encode())])
+    h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
+    r = await alice.get("/")
+    assert r.status_code == 200 and "set-cookie" in r.headers
+    await h.gate.admission.drain()
+    assert h.store.calls == 2
+
+
+async def test_a_known_cookie_header_is_held_in_queue_all_and_refused_once_revoked(
+    h: Harness, alice: httpx.AsyncClient
+):
+    ours = (await admitted_cookie(h, alice)).encode()
+    assert (await raw_get(h.gate, [(b"cookie", ours)]))[0] == 200
+    h.gate.runtime.rooms.set_live("default", {"mode": "queue-all"})
+    assert (await raw_get(h.gate, [(b"cookie", ours)]))[0] == 503
+    h.gate.runtime.rooms.set_live("default", {})
+    assert (await raw_get(h.gate, [(b"cookie", ours)]))[0] == 200
+    sid = h.gate.codec.loads(ours.split(b"=", 1)[1].decode()).session_id  # type: ignore[union-attr]
+    await h.store.leave(sid, h.gate.runtime.rooms.policy("default"), revoke=True)
+    h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
+    await raw_get(h.gate, [(b"cookie", ours)])  # renewed at once, checked in the background
+    await h.gate.admission.drain()
+    async with h.client() as bob:
+        assert (await bob.get("/")).status_code == 200  # takes the freed place
+    status, body = await raw_get(h.gate, [(b"cookie", ours), (b"accept", b"application/json")])
+    assert body["status"] == "WAITING"
+
+
+async def test_every_cookie_header_is_stripped_whatever_its_case(
+    h: Harness, alice: httpx.AsyncClient
+):
+    ours = (await admitted_cookie(h, alice)).encode()
+    for headers in (
+        [(b"cookie", ours), (b"cookie", b"a=1; " + ours)],
+        [(b"cookie", ours), (b"Cookie", b"a=1; " + ours)],
+        [(b"Cookie", b"a=1; " + ours)],
+    ):
+        for _ in range(2):
+            status, body = await raw_get(h.gate, headers)
+            assert status == 200
+            assert "gk_session" not in json.dumps(body["headers"])
