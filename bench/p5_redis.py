@@ -64,13 +64,17 @@ class Loader:
             raise BenchError(f"{room}: the first visitor was not admitted")
 
     async def template(self, room: str) -> tuple[str, list[Any], str]:
-        """(sha, numkeys + keys + args, placeholder session id) of one join in `room`."""
+        """(sha, numkeys + keys + args, placeholder token) of one join in `room`.
+
+        The token is the random part of the placeholder session id: the call names the session
+        by its whole id in some places and by the token alone in others (the waiter's member).
+        """
         recorder = _Recorder()
         store = RedisStore(cast(Any, recorder))
         placeholder = new_session_id(room)
         await store.join(room, placeholder, JOIN)
         sha, *rest = recorder.call
-        return sha, rest, placeholder
+        return sha, rest, placeholder.partition(".")[0]
 
     async def load(self, room: str, n: int) -> float:
         """Queue `n` new waiters in `room`; returns the seconds it took."""
@@ -81,10 +85,10 @@ class Loader:
         while done < n:
             pipe = self.client.pipeline(transaction=False)
             for _ in range(min(PIPELINE, n - done)):
-                sid = new_session_id(room)
+                token = new_session_id(room).partition(".")[0]
                 args = list(call)
                 for i in slots:
-                    args[i] = args[i].replace(placeholder, sid)
+                    args[i] = args[i].replace(placeholder, token)
                 pipe.evalsha(sha, *args)
             replies = pipe.execute()
             if any(r[0] != "WAITING" for r in replies):
@@ -112,18 +116,14 @@ class Loader:
         return [int(e["duration"]) for e in entries if _command(e).startswith("evalsha")]
 
     def breakdown(self, room: str, n: int) -> dict[str, float]:
-        """MEMORY USAGE per waiter of the room's queue structures and of one session hash."""
+        """MEMORY USAGE per waiter of the room's queue structures (a waiter has nothing else)."""
         keys = keys_of(room)
-        sample = self.client.zrange(keys.waiting, 0, 0)
         usage = {
             "waiting zset": self.client.memory_usage(keys.waiting, samples=0),
             "joins stream": self.client.memory_usage(keys.joins, samples=0),
+            "waiting-seq hash": self.client.memory_usage(keys.waiting_seq, samples=0),
         }
-        per = {k: int(v or 0) / n for k, v in usage.items()}
-        if sample:
-            hash_bytes = self.client.memory_usage(keys.session_prefix + str(sample[0]))
-            per["session hash"] = float(hash_bytes or 0)
-        return per
+        return {k: int(v or 0) / n for k, v in usage.items()}
 
 
 async def grant_times(loader: Loader, room: str, calls: int) -> tuple[float, float]:

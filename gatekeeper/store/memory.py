@@ -3,6 +3,11 @@
 It is also the executable reference model the Redis scripts are tested against, so each method
 mirrors its Lua script step by step. Every method runs without awaiting, which makes it atomic
 under asyncio.
+
+Its layout is simpler than Redis's: every session is a `_Session` here, while in Redis a WAITING
+session has no hash of its own (for memory, see join.lua) and is known by its entries in the
+room's waiting set, waiting-seq hash and stream; `_Session.seq` of a waiter is that waiting-seq
+entry. What the two can answer is the same.
 """
 
 from __future__ import annotations
@@ -174,6 +179,7 @@ class MemoryStore:
             r.head = r.seq
             r.active.add(session_id, now + policy.idle_timeout_ms)
         else:
+            # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
             status = Status.WAITING
             r.waiting.add(session_id, now)
             r.joins.append(session_id)

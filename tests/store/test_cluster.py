@@ -100,9 +100,11 @@ async def test_rooms_spread_over_the_nodes_and_each_room_stays_on_one(
         for room in rooms:
             keys = [k for k in seen if k.startswith(f"{prefix}:{{{room}}}:")]
             assert {
-                f"{prefix}:{{{room}}}:{name}" for name in ("joins", "waiting", "active")
+                f"{prefix}:{{{room}}}:{name}"
+                for name in ("joins", "waiting", "waiting-seq", "active")
             } <= set(keys)
-            assert sum(":session:" in k for k in keys) == POLICY.capacity + 2
+            # Only the admitted have a session hash: a waiter is its entries in room keys.
+            assert sum(":session:" in k for k in keys) == POLICY.capacity
             assert {seen[k] for k in keys} == {port}, f"room {room} is split over nodes"
     room_nodes = {seen[k] for k in seen if ":{" in k}
     assert room_nodes == set(cluster.ports), "rooms did not spread over every node"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.store.base import RoomPolicy, Status, Store, new_session_id, room_of
+from gatekeeper.store.base import (
+    REAP_LIMIT,
+    RoomPolicy,
+    Status,
+    Store,
+    new_session_id,
+    room_of,
+)
 from tests.conftest import FakeClock
 
 ROOM = "E1"
@@ -59,6 +66,19 @@ async def test_join_is_idempotent_by_session_id(store: Store, policy: RoomPolicy
     assert first.status is again.status is Status.WAITING
     assert again.waiting == 1
     assert (await store.grant(ROOM, policy)).granted == ()
+
+
+async def test_ids_not_named_after_the_room_queue_and_are_granted_as_they_are(store: Store):
+    # The Redis store names a waiter by its id's token when the id is `<token>.<room>`, and
+    # must still hand back any other id unchanged.
+    roomy = RoomPolicy(10, 10, 600_000, 600_000, 600_000, 600_000)
+    await store.set_controls(ROOM, {"mode": "paused"})
+    odd = [new_session_id("E2"), "no-dot-at-all", "a" * 22, "x.y." + ROOM, new_session_id(ROOM)]
+    for n, sid in enumerate(odd, 1):
+        assert (await store.join(ROOM, sid, roomy)).status is Status.WAITING
+        assert (await store.join(ROOM, sid, roomy)).waiting == n
+    await store.set_controls(ROOM, {"mode": None})
+    assert (await store.grant(ROOM, roomy)).granted == tuple(odd)
 
 
 async def test_grant_admits_in_fifo_order_up_to_capacity(store: Store, policy: RoomPolicy):
@@ -153,6 +173,21 @@ async def test_waiter_that_stops_polling_expires_and_is_skipped(
     assert await status(store, silent, policy) is Status.EXPIRED
     await store.leave(holders[0], policy)
     assert (await store.grant(ROOM, policy)).granted == (alive,)
+
+
+async def test_stale_waiters_beyond_the_reap_limit_are_expired_by_the_walk(
+    store: Store, clock: FakeClock
+):
+    roomy = RoomPolicy(1000, 100, 30_000, 10_000, 60_000, 120_000)
+    await store.set_controls(ROOM, {"mode": "paused"})
+    stale = [await join(store, roomy) for _ in range(REAP_LIMIT + 10)]
+    clock.advance(roomy.waiting_timeout_ms)
+    fresh = await join(store, roomy)
+    await store.set_controls(ROOM, {"mode": None})
+    report = await store.grant(ROOM, roomy)
+    assert (report.granted, report.expired_waiting) == ((fresh,), len(stale))
+    assert {await status(store, sid, roomy) for sid in stale} == {Status.EXPIRED}
+    assert (await store.counts(ROOM)).waiting == 0
 
 
 async def test_stale_waiter_is_expired_on_its_own_poll(

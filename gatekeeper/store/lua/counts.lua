@@ -1,8 +1,11 @@
 -- counts: a room's live figures in one consistent read.
--- KEYS: 1 waiting zset, 2 active zset, 3 room stats hash, 4 joins stream, 5 cursor string
--- ARGV: 1 now ("" = TIME), 2 session key prefix
+-- KEYS: 1 waiting zset, 2 active zset, 3 room stats hash, 4 joins stream, 5 cursor string,
+--       6 waiting-seq hash
+-- ARGV: 1 now ("" = TIME)
 -- Returns waiting, active, rate sum, rate time, rate start, now, and the join time of the
 -- first live waiter among the next 10 queue entries (0 if none: an estimate, cheap to read).
+-- A waiter is still queued while its member is in the waiting-seq hash (join.lua); its join
+-- time is in its stream entry.
 local now = clock(ARGV[1])
 local st = redis.call('HMGET', KEYS[3], 'rs', 'rat', 'rsince')
 local cursor = redis.call('GET', KEYS[5])
@@ -10,12 +13,10 @@ local start = '-'
 if cursor then start = '(' .. cursor end
 local oldest = 0
 for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', 10)) do
-  local fields = entry[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'sessionId' then
-      local h = redis.call('HMGET', ARGV[2] .. fields[i + 1], 'status', 'joinedAt')
-      if h[1] == 'WAITING' then oldest = tonumber(h[2]) end
-    end
+  local fields, f = entry[2], {}
+  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+  if f['sessionId'] and redis.call('HEXISTS', KEYS[6], f['sessionId']) == 1 then
+    oldest = tonumber(f['joinedAt'] or '0')
   end
   if oldest > 0 then break end
 end

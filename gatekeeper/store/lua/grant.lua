@@ -7,16 +7,18 @@
 -- Work per step is bounded (reap limit, batch size x scan factor), whatever the queue length.
 -- Session hashes are addressed as ARGV[2] .. id: they are only known once the stream is read,
 -- and they carry the room's hash tag, so they live in the same cluster slot as KEYS.
+-- A waiter has no session hash (join.lua): the waiting zset, the waiting-seq hash and the stream
+-- hold its member; its hash is created here when it is granted (ACTIVE) or expired.
 -- Nothing is admitted while the room is paused or queueing all; the new-visitors-per-minute
 -- budget caps admissions too.
 -- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash,
---       6 room controls hash
+--       6 room controls hash, 7 waiting-seq hash
 -- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
 --       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant,
---       11 new visitors per minute
+--       11 new visitors per minute, 12 room
 -- Returns {granted ids, expired active, expired waiting, waiting, active}.
 local now = clock(ARGV[1])
-local prefix = ARGV[2]
+local prefix, room = ARGV[2], ARGV[12]
 local capacity, batch, per_minute, mode = controls(KEYS[6], ARGV[3], ARGV[4], ARGV[11])
 local wait_ms, claim_ms, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local limit, scan, tau = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -33,13 +35,13 @@ end
 
 local expired_waiting = 0
 local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - wait_ms, 'LIMIT', 0, limit)
-for _, sid in ipairs(stale) do
-  local skey = prefix .. sid
-  if redis.call('HGET', skey, 'status') == 'WAITING' then
-    finish(skey, 'EXPIRED', now, retention)
+for _, member in ipairs(stale) do
+  local seq = redis.call('HGET', KEYS[7], member)
+  if seq then
+    retire(prefix .. session_of(member, room), 'EXPIRED', seq, room, now, retention)
     expired_waiting = expired_waiting + 1
   end
-  redis.call('ZREM', KEYS[3], sid)
+  stop_waiting(KEYS[3], KEYS[7], member)
 end
 
 local granted = {}
@@ -57,27 +59,31 @@ if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
   local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want * scan)
   local last, head = nil, nil
   for _, entry in ipairs(entries) do
-    local fields, sid = entry[2], nil
-    for i = 1, #fields, 2 do
-      if fields[i] == 'sessionId' then sid = fields[i + 1] end
-    end
-    if sid then
+    local fields, f = entry[2], {}
+    for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+    local member = f['sessionId']
+    if member then
+      local sid = session_of(member, room)
       local skey = prefix .. sid
-      local h = redis.call('HMGET', skey, 'status', 'seq')
-      if h[1] == 'WAITING' then
-        local seen = redis.call('ZSCORE', KEYS[3], sid)
-        redis.call('ZREM', KEYS[3], sid)
+      local seq = redis.call('HGET', KEYS[7], member)
+      if seq then
+        local seen = redis.call('ZSCORE', KEYS[3], member)
+        stop_waiting(KEYS[3], KEYS[7], member)
         if seen and tonumber(seen) + wait_ms > now then
-          redis.call('HSET', skey, 'status', 'ACTIVE', 'grantedAt', now)
+          redis.call('HSET', skey, 'status', 'ACTIVE', 'seq', seq, 'eventId', room,
+            'userId', f['userId'] or '', 'joinedAt', f['joinedAt'] or now, 'grantedAt', now)
           redis.call('ZADD', KEYS[4], now + claim_ms, sid)
           redis.call('PEXPIRE', skey, claim_ms + retention)
           granted[#granted + 1] = sid
         else
-          finish(skey, 'EXPIRED', now, retention)
+          retire(skey, 'EXPIRED', seq, room, now, retention)
           expired_waiting = expired_waiting + 1
         end
+      else
+        -- One who left or expired while waiting: its terminal hash, if still kept, has the seq.
+        seq = redis.call('HGET', skey, 'seq')
       end
-      if h[2] then head = h[2] end
+      if seq then head = seq end
     end
     last = entry[1]
     if #granted >= want then break end

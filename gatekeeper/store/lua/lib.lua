@@ -17,6 +17,30 @@ local function finish(skey, status, now, retention)
   redis.call('PEXPIRE', skey, retention)
 end
 
+-- A waiter has no session hash (see join.lua): it is its waiting-set member, its join sequence
+-- number in the room's waiting-seq hash and its stream entry, all under one compact member
+-- name. Both go together: whatever ends the wait removes the member from both.
+local function stop_waiting(k_waiting, k_seq, member)
+  redis.call('ZREM', k_waiting, member)
+  redis.call('HDEL', k_seq, member)
+end
+
+-- A waiter left or expired: its session hash is created now, terminal, with what is still known
+-- (the user id and join time were only in the stream entry) and kept for the retention period.
+local function retire(skey, status, seq, room, now, retention)
+  redis.call('HSET', skey, 'seq', seq, 'eventId', room)
+  finish(skey, status, now, retention)
+end
+
+-- The session id a member names: a bare token stands for `<token>.<room>`; any other id is
+-- stored whole behind a '.' (tokens never contain one), so decoding is never ambiguous.
+local function session_of(member, room)
+  if string.sub(member, 1, 1) == '.' then
+    return string.sub(member, 2)
+  end
+  return member .. '.' .. room
+end
+
 -- The reply shared by join and poll: status, ahead, waiting, active, rate sum, rate time,
 -- rate start, now. `ahead` counts joins between the grant cursor and this session, capped by
 -- the live waiting count (an upper-bound estimate; exact when nobody ahead left).

@@ -2,25 +2,28 @@
 -- A waiter's heartbeat keeps its place; an active visitor's poll renews the idle lease (and so
 -- claims a fresh grant). A waiter silent past the waiting timeout, or an active session past
 -- its lease, is expired here even if no grant step ran since.
--- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 room stats hash
--- ARGV: 1 now ("" = TIME), 2 session id, 3 waiting timeout, 4 idle timeout, 5 retention
+-- A waiter has no session hash: it is found by its member in the waiting-seq hash (join.lua).
+-- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 room stats hash, 5 waiting-seq hash
+-- ARGV: 1 now ("" = TIME), 2 session id, 3 waiting timeout, 4 idle timeout, 5 retention,
+--       6 member, 7 room
 -- Returns the ticket (see lib.lua), or nil for an unknown or retired session.
 local now = clock(ARGV[1])
-local sid = ARGV[2]
+local sid, member = ARGV[2], ARGV[6]
 local wait_ms, idle_ms, retention = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local h = redis.call('HMGET', KEYS[1], 'status', 'seq', 'endedAt')
-local status = h[1]
+local status, seq = h[1], h[2]
 if not status then
-  return nil
-end
-if status == 'WAITING' then
-  local seen = redis.call('ZSCORE', KEYS[2], sid)
+  seq = redis.call('HGET', KEYS[5], member)
+  if not seq then
+    return nil
+  end
+  status = 'WAITING'
+  local seen = redis.call('ZSCORE', KEYS[2], member)
   if seen and tonumber(seen) + wait_ms > now then
-    redis.call('ZADD', KEYS[2], 'XX', now, sid)
-    redis.call('PEXPIRE', KEYS[1], wait_ms + retention)
+    redis.call('ZADD', KEYS[2], 'XX', now, member)
   else
-    redis.call('ZREM', KEYS[2], sid)
-    finish(KEYS[1], 'EXPIRED', now, retention)
+    stop_waiting(KEYS[2], KEYS[5], member)
+    retire(KEYS[1], 'EXPIRED', seq, ARGV[7], now, retention)
     status = 'EXPIRED'
   end
 elseif status == 'ACTIVE' then
@@ -38,4 +41,4 @@ elseif tonumber(h[3] or '0') + retention <= now then
   redis.call('DEL', KEYS[1])
   return nil
 end
-return ticket(status, h[2], KEYS[2], KEYS[3], KEYS[4], now)
+return ticket(status, seq, KEYS[2], KEYS[3], KEYS[4], now)
