@@ -6,7 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from bench.procs import BenchError, Procs, free_port, http_ready
+from bench.procs import LOAD_CPU, BenchError, Procs, free_port, http_ready
 from bench.report import Context, Row, ratio_row
 from bench.servers import LONG, start_api, start_redis, url, uvicorn
 from bench.wrk import Series, Target, alternate
@@ -47,7 +47,9 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
         bare = free_port()
         procs.start("bare", uvicorn("bench.targets:bare", bare), ready=http_ready(url(bare)))
         memory = start_api(procs, "gk-embedded", API_ENV)
-        redis_url = start_redis(procs)
+        # Redis is a service of its own (in production, another host): it runs on the load
+        # core, so the ratio is that of the gatekeeper process. Its CPU per call is reported.
+        redis_url = start_redis(procs, cpu=LOAD_CPU)
         redis = start_api(procs, "gk-redis", API_ENV, redis_url)
         polls = {name: f"{SESSIONS}/{waiting_session(port)}" for name, port in
                  (("gk-embedded", memory), ("gk-redis", redis))}  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 import redis
 
 from bench.nginx import auth_conf, plain_conf
-from bench.procs import BenchError, Procs, free_port, http_ready
+from bench.procs import SERVER_CPU, BenchError, Procs, free_port, http_ready
 from bench.targets import PAGE
 
 COOKIE = "gk_session"
@@ -35,11 +35,12 @@ def uvicorn(app: str, port: int, *, factory: bool = False, proxy: bool = False) 
     """One uvicorn worker with the flags every benchmark server uses.
 
     Like `gatekeeper run`: no Server header and no X-Forwarded-* handling in uvicorn (the gate
-    decides whom to trust); a proxy passes the origin's Date instead of adding its own.
+    decides whom to trust), idle connections kept 30 s (`server.keep-alive`); a proxy passes
+    the origin's Date instead of adding its own.
     """
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
-           "--no-server-header", "--no-proxy-headers"]  # fmt: skip
+           "--no-server-header", "--no-proxy-headers", "--timeout-keep-alive", "30"]  # fmt: skip
     if factory:
         cmd.append("--factory")
     if proxy:
@@ -83,8 +84,8 @@ def start_api(procs: Procs, name: str, env: dict[str, str], redis_url: str | Non
     return port
 
 
-def start_redis(procs: Procs, name: str = "redis") -> str:
-    """A throwaway redis-server (no persistence); returns its URL."""
+def start_redis(procs: Procs, name: str = "redis", cpu: int = SERVER_CPU) -> str:
+    """A throwaway redis-server (no persistence) pinned to `cpu`; returns its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise BenchError("redis-server is not installed (make system-deps)")
@@ -100,7 +101,7 @@ def start_redis(procs: Procs, name: str = "redis") -> str:
         except redis.RedisError:
             return False
 
-    procs.start(name, cmd, ready=ready)
+    procs.start(name, cmd, cpu=cpu, ready=ready)
     return f"redis://127.0.0.1:{port}/0"
 
 

@@ -59,6 +59,9 @@ def _run(settings: Settings, log_level: str) -> None:
         log_config=None,
         log_level=log_level,
         timeout_graceful_shutdown=int(settings.server.graceful_timeout),
+        # Waiting pages poll every 1–20 s: with uvicorn's 5 s default, most polls would open
+        # (and, behind TLS, negotiate) a new connection.
+        timeout_keep_alive=max(1, int(settings.server.keep_alive)),
         # Client addresses come from the socket; trusted forwarders are the gate's concern.
         proxy_headers=False,
         server_header=False,

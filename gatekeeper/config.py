@@ -185,6 +185,7 @@ _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("server.host", "str", check=re.compile(r"\S+").fullmatch, what="a host name or address"),
     _Leaf("server.port", "int", 0, 65_535),
     _Leaf("server.graceful-timeout", "secs", 0),
+    _Leaf("server.keep-alive", "secs", 1, 3600),
     _Leaf("server.log-format", "str", **_one_of("text", "json")),
     _Leaf("gate.origin", "str", check=_origin, what="empty or http(s)://host[:port], no path"),
     _Leaf("gate.protect", "list", check=bool, what=_GLOBS_ARE),

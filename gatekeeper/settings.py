@@ -95,6 +95,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     graceful_timeout: float = 10.0
+    keep_alive: float = 30.0
     log_format: str = "text"
 
 

@@ -313,6 +313,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.server.host", ""),
     ("waitingroom.server.port", 65536),
     ("waitingroom.server.graceful-timeout", -1),
+    ("waitingroom.server.keep-alive", 0),
     ("waitingroom.server.log-format", "xml"),
     ("waitingroom.gate.origin", "ftp://x"),
     ("waitingroom.gate.origin", "https://x.com/path"),

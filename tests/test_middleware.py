@@ -484,8 +484,15 @@ async def test_unlisted_room_from_the_path_is_queued_in_the_default_room():
 
 async def raw_get(gate: WaitingRoom, headers: list[tuple[bytes, bytes]]) -> tuple[int, Any]:
     """One GET / straight through the ASGI interface, with exactly these request headers."""
-    scope: Scope = {"type": "http", "method": "GET", "path": "/", "raw_path": b"/",
-                    "query_string": b"", "headers": headers, "client": ("10.0.0.1", 1234)}  # fmt: skip
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("10.0.0.1", 1234),
+    }
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
