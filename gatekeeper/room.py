@@ -76,6 +76,12 @@ class Rooms:
 
 
 FRONT_S = 5
+# Waiters expected within NEAR_S poll at the minimum interval: grants come in bursts, so the
+# last seconds of an estimate are the least certain and a late claim leaves a place idle.
+NEAR_S = 10
+# Further back a waiter polls again after a quarter of its estimated wait: a few polls per
+# halving of the wait, so a long queue costs little.
+ETA_DIVISOR = 4
 
 
 def estimated_wait_seconds(ticket: Ticket) -> int | None:
@@ -105,7 +111,9 @@ def poll_after_ms(
         return ceiling
     eta = estimated_wait_seconds(ticket)
     if eta is not None:
-        return max(polling.min_ms, min(eta * 100, ceiling))
+        if eta <= NEAR_S:
+            return polling.min_ms
+        return max(polling.min_ms, min(eta * 1000 // ETA_DIVISOR, ceiling))
     # No grant seen yet: whoever the first few grant steps can reach polls often; everyone
     # else slowly, since by their next poll there is a rate to go by.
     return polling.min_ms if (ticket.ahead + 1) / max_rate <= FRONT_S else ceiling

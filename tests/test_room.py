@@ -21,10 +21,13 @@ def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed():
     assert ROOMS.poll_after_ms(waiting(1_000_000)) == 20_000
 
 
-def test_with_an_observed_rate_the_interval_is_a_tenth_of_the_eta():
-    body = ROOMS.status_body(waiting(599, rate=5.0))
-    assert body["estimatedWaitSeconds"] == 120
-    assert body["pollAfterMs"] == 12_000
+def test_with_an_observed_rate_the_interval_is_a_quarter_of_the_eta():
+    body = ROOMS.status_body(waiting(199, rate=5.0))
+    assert body["estimatedWaitSeconds"] == 40
+    assert body["pollAfterMs"] == 10_000
+    assert ROOMS.poll_after_ms(waiting(49, rate=5.0)) == 1000  # 10 s from the front
+    assert ROOMS.poll_after_ms(waiting(54, rate=5.0)) == 2750
+    assert ROOMS.poll_after_ms(waiting(599, rate=5.0)) == 20_000
 
 
 def test_admitted_and_ended_sessions_poll_slowly():
