@@ -68,6 +68,7 @@ def proxy() -> ReverseProxy:
             connect_timeout_s=p.connect_timeout,
             read_timeout_s=p.read_timeout,
             pool_size=p.pool_size,
+            client=p.client,
             host_header=p.host_header,
             trusted_proxies=p.trusted_proxies,
         ),

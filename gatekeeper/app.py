@@ -39,6 +39,7 @@ def create_app(
             connect_timeout_s=p.connect_timeout,
             read_timeout_s=p.read_timeout,
             pool_size=p.pool_size,
+            client=p.client,
             host_header=p.host_header,
             trusted_proxies=p.trusted_proxies,
         ),

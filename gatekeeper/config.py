@@ -212,6 +212,7 @@ _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("proxy.connect-timeout", "secs", gt=0),
     _Leaf("proxy.read-timeout", "secs", gt=0),
     _Leaf("proxy.pool-size", "int", 1, 10_000),
+    _Leaf("proxy.client", "str", **_one_of("builtin", "aiohttp")),
     _Leaf("proxy.host-header", "str", **_one_of("origin", "preserve")),
     _Leaf("proxy.trusted-proxies", "list", check=_ip, what=_IPS_ARE),
     _Leaf("admin.prefix", "str", check=_PREFIX.fullmatch, what=_PREFIX_IS),

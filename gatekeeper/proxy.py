@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.http import prefers_json
+from gatekeeper.origin_client import H1Upstream
 from gatekeeper.upstream import AiohttpUpstream, Headers, Upstream, UpstreamResponse
 
 Scope = MutableMapping[str, Any]
@@ -29,6 +30,10 @@ _DROP_TRUSTED = _HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for"}
 _DROP_UNTRUSTED = _DROP_TRUSTED | {b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _PATH_SAFE = "/:@!$&'()*+,;=~"
+_CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
+    "builtin": H1Upstream,
+    "aiohttp": AiohttpUpstream,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +45,13 @@ class ProxySettings:
     pool_size: int = 100
     host_header: str = "origin"
     trusted_proxies: tuple[str, ...] = ()
+    client: str = "builtin"
 
     def __post_init__(self) -> None:
         if self.host_header not in ("origin", "preserve"):
             raise ConfigError(f"proxy.host-header must be origin or preserve: {self.host_header!r}")
+        if self.client not in _CLIENTS:
+            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}")
 
 
 class ReverseProxy:
@@ -67,7 +75,8 @@ class ReverseProxy:
 
     async def _open(self) -> Upstream:
         if self._upstream is None:
-            upstream = self._upstream = AiohttpUpstream(self._origin, self._settings)
+            client = _CLIENTS[self._settings.client]
+            upstream = self._upstream = client(self._origin, self._settings)
             await upstream.open()
         return self._upstream
 

@@ -159,6 +159,7 @@ class ProxyConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 100
+    client: str = "builtin"
     host_header: str = "origin"
     trusted_proxies: tuple[str, ...] = ()
 

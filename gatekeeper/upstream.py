@@ -1,4 +1,4 @@
-"""The proxy's HTTP client: a small interface and its aiohttp implementation."""
+"""The proxy's HTTP client: a small interface and its aiohttp implementation (proxy.client)."""
 
 from __future__ import annotations
 

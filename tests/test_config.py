@@ -340,6 +340,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.proxy.connect-timeout", 0),
     ("waitingroom.proxy.read-timeout", "0s"),
     ("waitingroom.proxy.pool-size", 10_001),
+    ("waitingroom.proxy.client", "httpx"),
     ("waitingroom.proxy.host-header", "client"),
     ("waitingroom.proxy.trusted-proxies", ["proxy.local"]),
     ("waitingroom.admin.prefix", "/admin/"),

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from gatekeeper.errors import ConfigError, OriginTimeout
+from gatekeeper.origin_client import H1Upstream
 from gatekeeper.proxy import ProxySettings, ReverseProxy
 from gatekeeper.upstream import AiohttpUpstream, Headers, UpstreamResponse
 from tests.proxy_helpers import (
@@ -46,9 +47,19 @@ def origin_url(origin_server: tuple[Origin, str]) -> str:
     return origin_server[1]
 
 
+# Both origin clients (proxy.client) go through the forwarding, failure and disconnect tests.
+CLIENTS = {"builtin": H1Upstream, "aiohttp": AiohttpUpstream}
+
+
+@pytest.fixture(params=sorted(CLIENTS))
+def kind(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-async def client(origin_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve_proxy(origin_url) as (_, url):
+async def client(origin_url: str, kind: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve_proxy(origin_url, ProxySettings(client=kind)) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             yield c
 
@@ -85,23 +96,26 @@ async def test_status_codes_preserved(client: httpx.AsyncClient, status: int) ->
     assert response.status_code == status
 
 
-async def test_304_with_content_length_from_origin() -> None:
+async def test_304_with_content_length_from_origin(kind: str) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: "v1"\r\n\r\n')
         await writer.drain()
         await reader.read()
 
-    async with raw_origin(handle) as url, serve_proxy(url) as (_, proxy_url):
+    async with (
+        raw_origin(handle) as url,
+        serve_proxy(url, ProxySettings(client=kind)) as (_, proxy_url),
+    ):
         async with httpx.AsyncClient(timeout=10) as c:
             response = await c.get(proxy_url + "/page")
     assert response.status_code == 304
     assert response.headers["etag"] == '"v1"'
 
 
-async def test_raw_path_and_query_byte_exact(origin_url: str) -> None:
+async def test_raw_path_and_query_byte_exact(origin_url: str, kind: str) -> None:
     target = "/a%2Fb/../c/%41%7e;p=1?x=%20&y=1&y=2&z=%2F+q"
-    async with serve_proxy(origin_url) as (_, url):
+    async with serve_proxy(origin_url, ProxySettings(client=kind)) as (_, url):
         request = f"GET {target} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
         status, _, body = await raw_request(_port(url), request.encode())
     assert status == 200
@@ -114,8 +128,8 @@ async def test_repeated_set_cookie_kept_separate(client: httpx.AsyncClient) -> N
     assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
 
 
-async def test_no_cookie_jar_between_visitors(origin_url: str) -> None:
-    async with serve_proxy(origin_url) as (_, url):
+async def test_no_cookie_jar_between_visitors(origin_url: str, kind: str) -> None:
+    async with serve_proxy(origin_url, ProxySettings(client=kind)) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as alice:
             first = await alice.get("/cookie?tag=alice")
             assert first.headers["set-cookie"] == "who=alice; Path=/"
@@ -132,8 +146,8 @@ async def test_redirect_passed_through_not_followed(client: httpx.AsyncClient) -
 
 
 @pytest.mark.parametrize("mode", ["origin", "preserve"])
-async def test_host_header(origin_url: str, mode: str) -> None:
-    async with serve_proxy(origin_url, ProxySettings(host_header=mode)) as (_, url):
+async def test_host_header(origin_url: str, mode: str, kind: str) -> None:
+    async with serve_proxy(origin_url, ProxySettings(host_header=mode, client=kind)) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             seen = _echoed_headers(await c.get("/echo", headers={"host": "shop.test"}))
     expected = "shop.test" if mode == "preserve" else origin_url.removeprefix("http://")
@@ -141,7 +155,7 @@ async def test_host_header(origin_url: str, mode: str) -> None:
     assert seen["x-forwarded-host"] == ["shop.test"]
 
 
-async def test_hop_by_hop_request_headers_stripped(origin_url: str) -> None:
+async def test_hop_by_hop_request_headers_stripped(origin_url: str, kind: str) -> None:
     request = (
         b"POST /echo HTTP/1.1\r\nHost: shop.test\r\n"
         b"Connection: close, X-Hop-Secret\r\nX-Hop-Secret: 1\r\nKeep-Alive: timeout=5\r\n"
@@ -149,7 +163,7 @@ async def test_hop_by_hop_request_headers_stripped(origin_url: str) -> None:
         b"Trailer: X-Checksum\r\nUpgrade: h2c\r\nX-End-To-End: kept\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
     )
-    async with serve_proxy(origin_url) as (_, url):
+    async with serve_proxy(origin_url, ProxySettings(client=kind)) as (_, url):
         status, _, body = await raw_request(_port(url), request)
     assert status == 200
     echoed = json.loads(body)
@@ -159,7 +173,7 @@ async def test_hop_by_hop_request_headers_stripped(origin_url: str) -> None:
     assert "trailer" not in names and "upgrade" not in names and "connection" not in names
     assert "x-end-to-end" in names
     assert echoed["body_bytes"] == 5
-    # The origin sees aiohttp's own framing, never the client's Transfer-Encoding header.
+    # The origin sees the proxy's own framing, never the client's Transfer-Encoding header.
     assert ("transfer-encoding", "chunked") in map(tuple, echoed["headers"])
     assert "content-length" not in names
 
@@ -203,8 +217,8 @@ async def test_forwarded_headers_from_untrusted_client_replaced(client: httpx.As
     assert "forwarded" not in seen and "x-forwarded-port" not in seen
 
 
-async def test_forwarded_headers_from_trusted_proxy_extended(origin_url: str) -> None:
-    settings = ProxySettings(trusted_proxies=("10.0.0.0/8", "127.0.0.1"))
+async def test_forwarded_headers_from_trusted_proxy_extended(origin_url: str, kind: str) -> None:
+    settings = ProxySettings(trusted_proxies=("10.0.0.0/8", "127.0.0.1"), client=kind)
     forwarded = {
         "host": "shop.test",
         "x-forwarded-for": "203.0.113.7, 10.1.2.3",
@@ -219,12 +233,14 @@ async def test_forwarded_headers_from_trusted_proxy_extended(origin_url: str) ->
     assert seen["x-forwarded-host"] == ["www.shop.test"]
 
 
-async def test_response_streamed_chunk_by_chunk(client: httpx.AsyncClient, origin: Origin) -> None:
-    async with client.stream("GET", "/gate?tag=stream") as response:
+async def test_response_streamed_chunk_by_chunk(
+    client: httpx.AsyncClient, origin: Origin, kind: str
+) -> None:
+    async with client.stream("GET", f"/gate?tag=stream-{kind}") as response:
         chunks = response.aiter_raw()
         # The origin holds back the rest until we have seen the first chunk through the proxy.
         assert await anext(chunks) == b"first"
-        origin.open_gate("stream")
+        origin.open_gate(f"stream-{kind}")
         assert b"".join([chunk async for chunk in chunks]) == b"second"
 
 
@@ -254,9 +270,9 @@ def _refusing_origin() -> Iterator[str]:
         (None, False),
     ],
 )
-async def test_502_when_origin_refuses(accept: str | None, as_json: bool) -> None:
+async def test_502_when_origin_refuses(accept: str | None, as_json: bool, kind: str) -> None:
     with _refusing_origin() as url:
-        async with serve_proxy(url) as (_, proxy_url):
+        async with serve_proxy(url, ProxySettings(client=kind)) as (_, proxy_url):
             async with httpx.AsyncClient(timeout=10) as c:
                 headers = {"accept": accept} if accept else {}
                 response = await c.get(proxy_url + "/x", headers=headers)
@@ -272,38 +288,46 @@ async def test_502_when_origin_refuses(accept: str | None, as_json: bool) -> Non
 
 
 @pytest.mark.parametrize("reply", [b"", b"NOT HTTP AT ALL\r\n\r\n", b"HTTP/1.1 200 OK\r\nCon"])
-async def test_502_when_origin_hangs_up_or_talks_nonsense(reply: bytes) -> None:
+async def test_502_when_origin_hangs_up_or_talks_nonsense(reply: bytes, kind: str) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(reply)
 
-    async with raw_origin(handle) as url, serve_proxy(url) as (_, proxy_url):
+    async with (
+        raw_origin(handle) as url,
+        serve_proxy(url, ProxySettings(client=kind)) as (_, proxy_url),
+    ):
         async with httpx.AsyncClient(timeout=10) as c:
             response = await c.get(proxy_url + "/", headers={"accept": "application/json"})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "bad_gateway"
 
 
-async def test_504_when_origin_slower_than_read_timeout(origin_url: str, origin: Origin) -> None:
-    settings = ProxySettings(read_timeout_s=0.3)
+async def test_504_when_origin_slower_than_read_timeout(
+    origin_url: str, origin: Origin, kind: str
+) -> None:
+    settings = ProxySettings(read_timeout_s=0.3, client=kind)
     async with serve_proxy(origin_url, settings) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             started = time.monotonic()
-            response = await c.get("/slow?tag=t504", headers={"accept": "application/json"})
+            response = await c.get(f"/slow?tag=t504-{kind}", headers={"accept": "application/json"})
     assert response.status_code == 504
     assert time.monotonic() - started < 5
     assert response.json()["error"]["code"] == "gateway_timeout"
     assert response.headers["cache-control"] == "no-store"
     # The proxy hung up on the origin rather than keeping the connection busy.
-    assert await origin.wait_count("slow-gone:t504")
+    assert await origin.wait_count(f"slow-gone:t504-{kind}")
 
 
-async def test_504_when_origin_never_answers() -> None:
+async def test_504_when_origin_never_answers(kind: str) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
 
     async with raw_origin(handle) as url:
-        async with serve_proxy(url, ProxySettings(read_timeout_s=0.3)) as (_, proxy_url):
+        async with serve_proxy(url, ProxySettings(read_timeout_s=0.3, client=kind)) as (
+            _,
+            proxy_url,
+        ):
             async with httpx.AsyncClient(timeout=10) as c:
                 response = await c.get(proxy_url + "/")
     assert response.status_code == 504
@@ -312,9 +336,12 @@ async def test_504_when_origin_never_answers() -> None:
 
 @pytest.mark.parametrize(("path", "read_timeout"), [("/truncate", 30.0), ("/stall", 1.0)])
 async def test_origin_failure_mid_body_aborts_response(
-    origin_url: str, path: str, read_timeout: float
+    origin_url: str, path: str, read_timeout: float, kind: str
 ) -> None:
-    async with serve_proxy(origin_url, ProxySettings(read_timeout_s=read_timeout)) as (_, url):
+    async with serve_proxy(origin_url, ProxySettings(read_timeout_s=read_timeout, client=kind)) as (
+        _,
+        url,
+    ):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             with pytest.raises(httpx.RemoteProtocolError):
                 await c.get(path)
@@ -334,46 +361,49 @@ async def _abort_download(port: int, tag: str) -> None:
 
 
 async def test_client_disconnect_mid_download_frees_connection(
-    origin_url: str, origin: Origin
+    origin_url: str, origin: Origin, kind: str
 ) -> None:
-    async with serve_proxy(origin_url, ProxySettings(pool_size=4)) as (_, url):
+    async with serve_proxy(origin_url, ProxySettings(pool_size=4, client=kind)) as (_, url):
         for _ in range(50):
-            await asyncio.gather(*(_abort_download(_port(url), "abort") for _ in range(4)))
+            await asyncio.gather(*(_abort_download(_port(url), f"abort-{kind}") for _ in range(4)))
         # Every aborted stream reached the origin as a disconnect: nothing kept reading.
-        assert await origin.wait_count("download-gone:abort", 200)
+        assert await origin.wait_count(f"download-gone:abort-{kind}", 200)
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             responses = await asyncio.gather(*(c.get("/download?mb=1") for _ in range(8)))
     assert all(len(r.content) == MB for r in responses)
 
 
 async def test_client_disconnect_mid_upload_frees_connection(
-    origin_url: str, origin: Origin
+    origin_url: str, origin: Origin, kind: str
 ) -> None:
-    async with serve_proxy(origin_url, ProxySettings(pool_size=2)) as (_, url):
+    tag = f"up-{kind}"
+    async with serve_proxy(origin_url, ProxySettings(pool_size=2, client=kind)) as (_, url):
         for attempt in range(1, 11):
             reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
-            head = "POST /upload?tag=up HTTP/1.1\r\nHost: t\r\nContent-Length: 104857600\r\n\r\n"
+            head = (
+                f"POST /upload?tag={tag} HTTP/1.1\r\nHost: t\r\nContent-Length: {100 * MB}\r\n\r\n"
+            )
             writer.write(head.encode() + b"u" * MB)
             await writer.drain()
-            assert await origin.wait_count("upload-start:up", attempt)
+            assert await origin.wait_count(f"upload-start:{tag}", attempt)
             writer.close()
             await writer.wait_closed()
-        assert await origin.wait_count("upload-gone:up", 10)
+        assert await origin.wait_count(f"upload-gone:{tag}", 10)
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             response = await c.post("/upload", content=b"z" * 1000)
     assert response.json()["body_bytes"] == 1000
 
 
 async def test_client_disconnect_while_origin_thinks_frees_connection(
-    origin_url: str, origin: Origin
+    origin_url: str, origin: Origin, kind: str
 ) -> None:
-    async with serve_proxy(origin_url, ProxySettings(pool_size=1)) as (_, url):
+    async with serve_proxy(origin_url, ProxySettings(pool_size=1, client=kind)) as (_, url):
         reader, writer = await asyncio.open_connection("127.0.0.1", _port(url))
-        writer.write(b"GET /slow?s=60&tag=think HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert await origin.wait_count("slow-start:think")
+        writer.write(f"GET /slow?s=60&tag=think-{kind} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        assert await origin.wait_count(f"slow-start:think-{kind}")
         writer.close()
         await writer.wait_closed()
-        assert await origin.wait_count("slow-gone:think")
+        assert await origin.wait_count(f"slow-gone:think-{kind}")
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             assert (await c.get("/echo")).status_code == 200
 
@@ -411,9 +441,9 @@ async def _download(port: int, size: int) -> int:
     return received
 
 
-async def test_streaming_200mb_each_way_keeps_memory_flat(origin_url: str) -> None:
+async def test_streaming_200mb_each_way_keeps_memory_flat(origin_url: str, kind: str) -> None:
     size = 200 * MB
-    with spawn_proxy(origin_url, pool_size=4) as (pid, port):
+    with spawn_proxy(origin_url, pool_size=4, client=kind) as (pid, port):
         # Warm up: imports done, pool and buffers allocated.
         assert await _upload(port, 8 * MB) == 8 * MB
         assert await _download(port, 8 * MB) == 8 * MB
@@ -427,29 +457,30 @@ async def test_streaming_200mb_each_way_keeps_memory_flat(origin_url: str) -> No
 # --- lifecycle ---------------------------------------------------------------------------
 
 
-async def test_lifespan_opens_and_closes_upstream(origin_url: str) -> None:
-    proxy = ReverseProxy(origin_url)
+async def test_lifespan_opens_and_closes_upstream(origin_url: str, kind: str) -> None:
+    proxy = ReverseProxy(origin_url, ProxySettings(client=kind))
     assert proxy.upstream is None
     async with serve_proxy(proxy) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             assert (await c.get("/echo")).status_code == 200
         upstream = proxy.upstream
-        assert isinstance(upstream, AiohttpUpstream) and upstream.is_open
+        assert isinstance(upstream, CLIENTS[kind]) and upstream.is_open
     assert not upstream.is_open
 
 
-async def test_without_lifespan_opens_lazily_and_closes(origin_url: str) -> None:
-    proxy = ReverseProxy(origin_url)
+async def test_without_lifespan_opens_lazily_and_closes(origin_url: str, kind: str) -> None:
+    settings = ProxySettings(client=kind)
+    proxy = ReverseProxy(origin_url, settings)
     transport = httpx.ASGITransport(app=proxy)
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as c:
         response = await c.get("/echo?q=1")
     assert response.json()["query"] == "q=1"
     upstream = proxy.upstream
-    assert isinstance(upstream, AiohttpUpstream) and upstream.is_open
+    assert isinstance(upstream, CLIENTS[kind]) and upstream.is_open
     await proxy.aclose()
     assert not upstream.is_open
-    async with ReverseProxy(origin_url) as scoped:
-        assert isinstance(scoped.upstream, AiohttpUpstream) and scoped.upstream.is_open
+    async with ReverseProxy(origin_url, settings) as scoped:
+        assert isinstance(scoped.upstream, CLIENTS[kind]) and scoped.upstream.is_open
     assert not scoped.upstream.is_open
 
 
@@ -489,6 +520,7 @@ async def test_injected_upstream_errors_become_504() -> None:
     "make",
     [
         lambda: ProxySettings(host_header="rewrite"),
+        lambda: ProxySettings(client="httpx"),
         lambda: ReverseProxy("http://o.test", ProxySettings(trusted_proxies=("10.0.0.0/33",))),
         lambda: ReverseProxy("origin.test:8080"),
     ],
