@@ -6,6 +6,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from types import TracebackType
 from urllib.parse import unquote
 
@@ -120,14 +121,13 @@ class WaitingRoom:
         room, done = self._route(scope)
         if room is None:
             self._metrics.decision("bypass")
-            inner = dict(scope)
-            inner["headers"] = self._with_request_id(scope["headers"])
-            return await self._measured(inner, receive, send)
+            bypass: Scope = dict(scope)
+            bypass["headers"] = self._with_request_id(scope["headers"])
+            return await self._measured(bypass, receive, send)
         if kind == "http":
-            quick = self._quick_pass(room, scope["headers"])
+            quick = self._quick(scope, room)
             if quick is not None:
-                self._metrics.decision(PASS)
-                return await self._pass_through(scope, receive, send, room, done, *quick)
+                return await self._respond(quick[1], receive, send, room, done, quick[0], None)
         await self._gate(scope, receive, send, room, done)
 
     def _route(self, scope: Scope) -> tuple[str | None, bool]:
@@ -149,17 +149,45 @@ class WaitingRoom:
             self._routes[key] = route
         return route
 
-    def _quick_pass(self, room: str, headers: Headers) -> tuple[str, KnownHeader] | None:
-        """An admitted visitor's request decided from its (one) Cookie header, if seen before."""
-        found = None
-        for key, value in headers:
-            if key.lower() == b"cookie":
-                if found is not None:
-                    return None
-                found = value
-        if found is None:
+    def _quick(self, scope: Scope, room: str) -> tuple[str, Scope] | None:
+        """The hot path: an admitted visitor whose one Cookie header was seen with a fresh pass.
+
+        Returns the session and the scope to forward (our cookies and any client-made proof
+        header removed, proof and request id added), or None when `decide` must look. One
+        pass over the headers does both the lookup and the rewrite.
+        """
+        out: Headers = []
+        at = -1
+        has_id = False
+        proof = self._proof_header
+        for item in scope["headers"]:
+            key = item[0].lower()
+            if key == b"cookie":
+                if at >= 0:
+                    return None  # several Cookie headers: the full path reads them all
+                at = len(out)
+                out.append(item)
+            elif key == REQUEST_ID:
+                has_id = True
+                out.append(item)
+            elif key != proof:
+                out.append(item)
+        if at < 0:
             return None
-        return self.admission.quick_pass(room, found, self._clock())
+        name, raw = out[at]
+        quick = self.admission.quick_pass(room, raw, self._clock())
+        if quick is None:
+            return None
+        sid, known = quick
+        if known.forwarded is None:
+            del out[at]
+        else:
+            out[at] = (name, known.forwarded)
+        self._finish_headers(out, sid, has_id)
+        inner = dict(scope)
+        inner["headers"] = out
+        self._metrics.decision(PASS)
+        return sid, inner
 
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
@@ -175,9 +203,8 @@ class WaitingRoom:
             if d.verdict == PASS and d.cookie is None:
                 known = self._known_header(room, headers)
                 if known is not None:
-                    return await self._pass_through(
-                        scope, receive, send, room, done, d.session_id, known
-                    )
+                    inner = self._pass_scope(scope, d.session_id, known)
+                    return await self._respond(inner, receive, send, room, done, d.session_id, None)
             return await self._forward(scope, receive, send, room, done, d.session_id, d.cookie)
         if d.verdict == WAITING and d.ticket is not None:
             return await self._waiting(scope, send, d.ticket, d.cookie)
@@ -229,17 +256,8 @@ class WaitingRoom:
             ttl = max(0, (d.pass_until_ms - self._clock()) // 1000)
         await _auth_answer(send, 200, ttl, d.cookie)
 
-    async def _pass_through(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        room: str,
-        done: bool,
-        session_id: str,
-        known: KnownHeader,
-    ) -> None:
-        """Forward an admitted visitor's request whose Cookie header is known (the hot path)."""
+    def _pass_scope(self, scope: Scope, session_id: str, known: KnownHeader) -> Scope:
+        """The scope forwarded for a request whose Cookie header is known (the hot path)."""
         out: Headers = []
         has_id = False
         for item in scope["headers"]:
@@ -255,7 +273,7 @@ class WaitingRoom:
         self._finish_headers(out, session_id, has_id)
         inner = dict(scope)
         inner["headers"] = out
-        await self._respond(inner, receive, send, room, done, session_id, None)
+        return inner
 
     async def _forward(
         self,
@@ -307,7 +325,9 @@ class WaitingRoom:
         status = 0
         leave: str | None = None
 
-        async def send_through(message: Message) -> None:
+        # A plain function handing back `send`'s awaitable: no extra coroutine frame for
+        # every message of every admitted request.
+        def send_through(message: Message) -> Awaitable[None]:
             nonlocal leave, status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -332,7 +352,7 @@ class WaitingRoom:
                     elif cookie is not None:
                         out.append(cookie)
                     message = {**message, "headers": out}
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_through)
@@ -346,11 +366,11 @@ class WaitingRoom:
         started = time.perf_counter()
         status = 0
 
-        async def send_through(message: Message) -> None:
+        def send_through(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_through)
