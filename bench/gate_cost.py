@@ -1,17 +1,25 @@
 """The gate's own CPU per admitted request, in-process: the gate around a no-op app vs the app.
 
     .venv/bin/python -m bench.gate_cost [--requests 50000] [--rounds 4]
+    .venv/bin/python -m bench.gate_cost --instructions   # needs valgrind
 
 No sockets and no origin, so the figure is the gate alone (what P1 pays per request on top of
 the proxy), repeatable within a few percent on a busy machine. Rounds alternate A B B A.
+`--instructions` counts instructions instead (callgrind: the same total whatever else the
+machine does), from two runs of different lengths so that start-up cancels out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from gatekeeper.config import load_config
 from gatekeeper.http import Message, Receive, Scope, Send
@@ -67,14 +75,49 @@ async def per_request_us(target: object, scope: Scope, n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-async def main(requests: int, rounds: int) -> None:
-    settings = load_config(overrides={"waitingroom.gate.cookie.pass-ttl": 3600})
-    gate = WaitingRoom(app, settings)
+def admitted_gate() -> tuple[WaitingRoom, Scope]:
+    """The gate around the no-op app, and a request carrying an admitted visitor's cookie."""
+    gate = WaitingRoom(app, load_config(overrides={"waitingroom.gate.cookie.pass-ttl": 3600}))
+    pass_until = gate._clock() + 3_600_000
+    sid = "Yx2hN1c0dGsFvQ8mWkPq3A.default"
+    cookie = gate.admission.set_cookie("default", sid, pass_until)[1].split(b";", 1)[0]
+    return gate, scope_with(cookie)
+
+
+async def calls(which: str, n: int) -> None:
+    """`n` calls of the gate or of the app alone (what one callgrind run counts)."""
+    gate, scope = admitted_gate()
     async with gate:
-        pass_until = gate._clock() + 3_600_000
-        sid = "Yx2hN1c0dGsFvQ8mWkPq3A.default"
-        cookie = gate.admission.set_cookie("default", sid, pass_until)[1].split(b";", 1)[0]
-        scope = scope_with(cookie)
+        await per_request_us(gate if which == "gate" else app, scope, n)
+
+
+def instructions(which: str, n: int) -> int:
+    """Instructions callgrind counts for a whole run of `n` calls."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+               "-m", "bench.gate_cost", "--calls", which, "--requests", str(n)]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
+        return int(totals[0].split()[1])
+
+
+def count_instructions(requests: int) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    short, long = requests // 5, requests
+    per = {
+        which: (instructions(which, long) - instructions(which, short)) / (long - short)
+        for which in ("gate", "app")
+    }
+    print(f"gate around a no-op app: {per['gate']:,.0f} instructions/request; "
+          f"the app alone: {per['app']:,.0f}")  # fmt: skip
+    print(f"the gate's own cost: {per['gate'] - per['app']:,.0f} instructions per admitted request")
+
+
+async def main(requests: int, rounds: int) -> None:
+    gate, scope = admitted_gate()
+    async with gate:
         await per_request_us(gate, scope, 2000)
         gated: list[float] = []
         bare: list[float] = []
@@ -92,8 +135,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--calls", choices=("gate", "app"), help=argparse.SUPPRESS)
     a = parser.parse_args()
     import uvloop
 
     uvloop.install()
-    asyncio.run(main(a.requests, a.rounds))
+    if a.calls:
+        asyncio.run(calls(a.calls, a.requests))
+    elif a.instructions:
+        count_instructions(min(a.requests, 10_000))
+    else:
+        asyncio.run(main(a.requests, a.rounds))
