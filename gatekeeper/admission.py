@@ -150,7 +150,7 @@ class Admission:
                 if not join:
                     return Decision(ABSENT)
                 ticket = await store.join(room, new_session_id(room), policy)
-                metrics.joins.labels(room, str(ticket.status is Status.ACTIVE).lower()).inc()
+                metrics.joined(room, ticket.status is Status.ACTIVE)
         except StoreError as exc:
             self._store_ok = False
             metrics.store_errors.labels("gate").inc()

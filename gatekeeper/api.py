@@ -93,7 +93,7 @@ class WaitingRoomAPI:
             return await send_error(send, 404, "unknown_event", "no waiting room for this event")
         session_id = new_session_id(room)
         ticket = await self.store.join(room, session_id, self.rooms.policy(room), user_id=user_id)
-        self.metrics.joins.labels(room, str(ticket.status is Status.ACTIVE).lower()).inc()
+        self.metrics.joined(room, ticket.status is Status.ACTIVE)
         location = self.session_url(session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
 

@@ -15,6 +15,8 @@ Headers = list[tuple[bytes, bytes]]
 HeaderSeq = Sequence[tuple[bytes, bytes]]
 
 NO_STORE = (b"cache-control", b"no-store, private")
+# One encoder for every answer: json.dumps with options builds a new encoder on each call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class BodyTooLarge(Exception):
@@ -91,7 +93,7 @@ async def send_bytes(
 
 async def send_json(send: Send, status: int, obj: object, headers: HeaderSeq = ()) -> None:
     """Send a JSON response."""
-    body = json.dumps(obj, separators=(",", ":")).encode()
+    body = _JSON.encode(obj).encode()
     await send_bytes(send, status, body, b"application/json", headers)
 
 

@@ -53,8 +53,17 @@ class Metrics:
         self.store_errors = Counter(
             "gatekeeper_store_errors_total", "Failed store calls", ["operation"], registry=r
         )
+        # Children per label values, so a join costs no label lookup (one per room and outcome).
+        self._joins: dict[tuple[str, bool], Counter] = {}
         self._hot = _PerRequest()
         r.register(self._hot)
+
+    def joined(self, room: str, admitted: bool) -> None:
+        """Count one new session (admitted at once or queued)."""
+        child = self._joins.get((room, admitted))
+        if child is None:
+            child = self._joins[(room, admitted)] = self.joins.labels(room, str(admitted).lower())
+        child.inc()
 
     def decision(self, name: str) -> None:
         """Count one gate decision."""

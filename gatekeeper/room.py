@@ -18,6 +18,7 @@ class Rooms:
         self._policies: dict[str, RoomPolicy] = {}
         self._live: dict[str, dict[str, str]] = {}
         self._modes: dict[str, Mode] = {}
+        self._effective: dict[str, tuple[int, int, int]] = {}
         self.configured = frozenset({self.default, *settings.rooms.overrides})
 
     def resolve(self, event_id: str | None) -> str | None:
@@ -33,6 +34,7 @@ class Rooms:
     def set_live(self, room: str, controls: dict[str, str]) -> None:
         """Record a room's live controls as read from the store (once per grant tick)."""
         self._live[room] = controls
+        self._effective.pop(room, None)
         try:
             self._modes[room] = Mode(controls.get("mode", Mode.OPEN))
         except ValueError:
@@ -44,12 +46,18 @@ class Rooms:
 
     def effective(self, room: str) -> tuple[int, int, int]:
         """Capacity, batch size and per-minute limit in force: live controls over the policy."""
-        policy, live = self.policy(room), self._live.get(room, {})
-        return (
-            int(live.get("capacity", policy.capacity)),
-            int(live.get("batch-size", policy.batch_size)),
-            int(live.get("per-minute", policy.per_minute)),
-        )
+        found = self._effective.get(room)
+        if found is None:
+            policy, live = self.policy(room), self._live.get(room, {})
+            found = (
+                int(live.get("capacity", policy.capacity)),
+                int(live.get("batch-size", policy.batch_size)),
+                int(live.get("per-minute", policy.per_minute)),
+            )
+            # Rooms with live controls are known ones; the rest share the policy's figures.
+            if room in self._live or room in self.configured:
+                self._effective[room] = found
+        return found
 
     def max_rate(self, room: str) -> float:
         """The room's fastest grant rate (admissions per second): a batch every tick."""

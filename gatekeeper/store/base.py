@@ -14,7 +14,8 @@ Clock = Callable[[], int]
 """Returns the current time in integer milliseconds since the epoch."""
 
 ROOM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+# `<token>.<room>`: a token has no dot, so the first dot ends it (one match per lookup).
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}\.([A-Za-z0-9_.-]{1,64})")
 
 DEFAULT_ROOM = "default"
 
@@ -117,10 +118,8 @@ def new_session_id(room: str) -> str:
 
 def room_of(session_id: str) -> str | None:
     """The room a well-formed session id belongs to, or None for a malformed id."""
-    token, sep, room = session_id.partition(".")
-    if not sep or not _TOKEN.fullmatch(token) or not ROOM_ID.fullmatch(room):
-        return None
-    return room
+    found = _SESSION_ID.fullmatch(session_id)
+    return None if found is None else found.group(1)
 
 
 class Store(Protocol):
