@@ -61,18 +61,7 @@ async def bare(scope: Scope, receive: Receive, send: Send) -> None:
 def proxy() -> ReverseProxy:
     """The gate off: gatekeeper's reverse proxy alone, configured exactly as `gated()`'s."""
     settings = load_config(overrides={"waitingroom.gate.origin": os.environ["BENCH_ORIGIN"]})
-    p = settings.proxy
-    return ReverseProxy(
-        settings.gate.origin,
-        ProxySettings(
-            connect_timeout_s=p.connect_timeout,
-            read_timeout_s=p.read_timeout,
-            pool_size=p.pool_size,
-            client=p.client,
-            host_header=p.host_header,
-            trusted_proxies=p.trusted_proxies,
-        ),
-    )
+    return ReverseProxy(settings.gate.origin, ProxySettings.from_config(settings.proxy))
 
 
 def gated() -> object:

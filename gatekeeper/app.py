@@ -32,16 +32,5 @@ def create_app(
     runtime = Runtime(settings, store=store, clock=clock)
     if not settings.gate.origin:
         return Service(runtime)
-    p = settings.proxy
-    proxy = ReverseProxy(
-        settings.gate.origin,
-        ProxySettings(
-            connect_timeout_s=p.connect_timeout,
-            read_timeout_s=p.read_timeout,
-            pool_size=p.pool_size,
-            client=p.client,
-            host_header=p.host_header,
-            trusted_proxies=p.trusted_proxies,
-        ),
-    )
+    proxy = ReverseProxy(settings.gate.origin, ProxySettings.from_config(settings.proxy))
     return WaitingRoom(proxy, runtime=runtime, clock=clock)

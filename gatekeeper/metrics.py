@@ -69,10 +69,6 @@ class Metrics:
         """Count one gate decision."""
         self._hot.decisions[name] += 1
 
-    def decision_count(self, name: str) -> int:
-        """Gate decisions of one kind so far."""
-        return self._hot.decisions[name]
-
     def response(self, status: int, seconds: float) -> None:
         """Count one forwarded response and its latency."""
         hot = self._hot

@@ -89,7 +89,6 @@ class WaitingRoom:
         # Routing depends on the path alone unless client IPs or User-Agents may bypass.
         self._routes_cacheable = not self.rules.per_client
         self._routes: dict[tuple[str, object], tuple[str | None, bool]] = {}
-        self._proof_cache: tuple[str, int, bytes] = ("", -1, b"")
 
     async def __aenter__(self) -> WaitingRoom:
         await self.runtime.start()
@@ -201,28 +200,22 @@ class WaitingRoom:
         self._metrics.decision(d.verdict)
         if d.verdict in LET_THROUGH:
             if d.verdict == PASS and d.cookie is None:
-                known = self._known_header(room, headers)
-                if known is not None:
-                    inner = self._pass_scope(scope, d.session_id, known)
-                    return await self._respond(inner, receive, send, room, done, d.session_id, None)
+                self._remember_header(room, headers)
             return await self._forward(scope, receive, send, room, done, d.session_id, d.cookie)
         if d.verdict == WAITING and d.ticket is not None:
             return await self._waiting(scope, send, d.ticket, d.cookie)
         await self._unavailable(scope, send)
 
-    def _known_header(self, room: str, headers: Headers) -> KnownHeader | None:
-        """Remember the request's single Cookie header as one that carries a pass."""
+    def _remember_header(self, room: str, headers: Headers) -> None:
+        """Remember the request's single Cookie header as one that carries a pass (for `_quick`)."""
         cookies = [value for key, value in headers if key.lower() == b"cookie"]
         if len(cookies) != 1:
-            return None
+            return
         raw = bytes(cookies[0])
         value = read_cookie([(b"cookie", raw)], self.cookie_name(room))
-        if value is None:
-            return None
-        rest = strip_cookie([(b"cookie", raw)], self._cookie.name, family=True)
-        known = KnownHeader(value, rest[0][1] if rest else None)
-        self.admission.remember(room, raw, known)
-        return known
+        if value is not None:
+            rest = strip_cookie([(b"cookie", raw)], self._cookie.name, family=True)
+            self.admission.remember(room, raw, KnownHeader(value, rest[0][1] if rest else None))
 
     async def _auth(self, scope: Scope, send: Send) -> None:
         """The `auth_request` answer for the request nginx (Traefik, Envoy) is about to proxy.
@@ -256,25 +249,6 @@ class WaitingRoom:
             ttl = max(0, (d.pass_until_ms - self._clock()) // 1000)
         await _auth_answer(send, 200, ttl, d.cookie)
 
-    def _pass_scope(self, scope: Scope, session_id: str, known: KnownHeader) -> Scope:
-        """The scope forwarded for a request whose Cookie header is known (the hot path)."""
-        out: Headers = []
-        has_id = False
-        for item in scope["headers"]:
-            key = item[0].lower()
-            if key == b"cookie":
-                if known.forwarded is not None:
-                    out.append((item[0], known.forwarded))
-            elif key == REQUEST_ID:
-                has_id = True
-                out.append(item)
-            elif key != self._proof_header:
-                out.append(item)
-        self._finish_headers(out, session_id, has_id)
-        inner = dict(scope)
-        inner["headers"] = out
-        return inner
-
     async def _forward(
         self,
         scope: Scope,
@@ -299,15 +273,15 @@ class WaitingRoom:
     def _finish_headers(self, out: Headers, session_id: str, has_id: bool) -> None:
         """Add the proof (when configured) and a request id (unless the client sent one)."""
         if self._proof_secret is not None:
-            now_s = self._clock() // 1000
-            if self._proof_cache[:2] != (session_id, now_s):
-                proof = make_proof(self._proof_secret, session_id, now_s).encode()
-                self._proof_cache = (session_id, now_s, proof)
-            out.append((self._proof_header, self._proof_cache[2]))
+            proof = make_proof(self._proof_secret, session_id, self._clock() // 1000)
+            out.append((self._proof_header, proof.encode()))
         if not has_id:
-            # One id follows a request from the gate into the origin's logs: unique per
-            # process start and request, and cheaper than uuid4 (no random bytes).
-            out.append((REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids))))
+            out.append(self._request_id())
+
+    def _request_id(self) -> tuple[bytes, bytes]:
+        # One id follows a request from the gate into the origin's logs: unique per process
+        # start and request, and cheaper than uuid4 (no random bytes per request).
+        return (REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids)))
 
     async def _respond(
         self,
@@ -378,12 +352,10 @@ class WaitingRoom:
             self._metrics.response(status or 500, time.perf_counter() - started)
 
     def _with_request_id(self, headers: Headers) -> Headers:
-        # One id follows a request from the gate into the origin's logs: unique per process
-        # start and request, and cheaper than uuid4 (no random bytes per request).
         for key, _ in headers:
             if key == REQUEST_ID:
                 return headers
-        return [*headers, (REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids)))]
+        return [*headers, self._request_id()]
 
     async def _leave(self, room: str, session_id: str, reason: str) -> None:
         try:

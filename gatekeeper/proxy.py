@@ -14,6 +14,7 @@ from urllib.parse import quote
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.http import prefers_json
 from gatekeeper.origin_client import H1Upstream
+from gatekeeper.settings import ProxyConfig
 from gatekeeper.upstream import AiohttpUpstream, Headers, Upstream, UpstreamResponse
 
 Scope = MutableMapping[str, Any]
@@ -46,6 +47,18 @@ class ProxySettings:
     host_header: str = "origin"
     trusted_proxies: tuple[str, ...] = ()
     client: str = "builtin"
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> ProxySettings:
+        """The settings of `waitingroom.proxy.*`."""
+        return cls(
+            connect_timeout_s=config.connect_timeout,
+            read_timeout_s=config.read_timeout,
+            pool_size=config.pool_size,
+            host_header=config.host_header,
+            trusted_proxies=config.trusted_proxies,
+            client=config.client,
+        )
 
     def __post_init__(self) -> None:
         if self.host_header not in ("origin", "preserve"):
