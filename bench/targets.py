@@ -6,9 +6,9 @@ import json
 import os
 
 from gatekeeper.app import create_app
+from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.config import load_config
-from gatekeeper.http import Receive, Scope, Send
-from gatekeeper.proxy import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
 
 PAGE = b"<!doctype html><title>seat map</title>" + b"<p>seat</p>" * 180
 

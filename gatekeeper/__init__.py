@@ -12,8 +12,8 @@ from gatekeeper.errors import (
     OriginUnavailable,
     StoreError,
 )
-from gatekeeper.middleware import WaitingRoom
-from gatekeeper.proxy import ProxySettings, ReverseProxy
+from gatekeeper.gate.middleware import WaitingRoom
+from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
 from gatekeeper.store import open_store
 
 __version__ = "0.1.0"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gatekeeper.asgi import Receive, Scope, Send, send_error
 from gatekeeper.config import Settings
-from gatekeeper.http import Receive, Scope, Send, send_error
-from gatekeeper.middleware import WaitingRoom
-from gatekeeper.proxy import ProxySettings, ReverseProxy
+from gatekeeper.gate.middleware import WaitingRoom
+from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
 from gatekeeper.runtime import Runtime, serve_lifespan
 from gatekeeper.store.base import Clock, Store
 

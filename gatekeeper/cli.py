@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gatekeeper.config import Settings, describe, load_config
+from gatekeeper.config import Settings, load_config
+from gatekeeper.config.load import describe
 from gatekeeper.errors import ConfigError
 from gatekeeper.logs import configure
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from gatekeeper.admin import AdminAPI
-from gatekeeper.api import WaitingRoomAPI
+from gatekeeper.asgi import Receive, Scope, Send, send_bytes, send_error
 from gatekeeper.config import Settings
+from gatekeeper.core.granter import Granter
+from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
-from gatekeeper.granter import Granter
-from gatekeeper.http import Receive, Scope, Send, send_bytes, send_error
 from gatekeeper.metrics import Metrics
-from gatekeeper.room import Rooms
 from gatekeeper.store import open_store
 from gatekeeper.store.base import Clock, Store
+from gatekeeper.web.admin import AdminAPI
+from gatekeeper.web.api import WaitingRoomAPI
 
 log = logging.getLogger("gatekeeper")
 

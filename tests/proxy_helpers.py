@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from gatekeeper.proxy import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024

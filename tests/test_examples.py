@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from examples import middleware_starlette
-from gatekeeper.middleware import WaitingRoom
-from tests.test_middleware import lifespan
+from gatekeeper.gate.middleware import WaitingRoom
+from tests.gate.test_middleware import lifespan
 
 
 def find_gate(app: object) -> WaitingRoom:

@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gatekeeper.store.redis import RedisStore
-from gatekeeper.store.resp import (
+from gatekeeper.store.redis.resp import (
     NoScriptError,
     ReadOnlyError,
     ReplyError,

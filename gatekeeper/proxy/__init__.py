@@ -1,0 +1,1 @@
+"""The reverse proxy: forwarding every request to one origin, knowing nothing of queues."""

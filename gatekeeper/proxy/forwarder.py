@@ -1,0 +1,344 @@
+"""ReverseProxy: a pure ASGI app that forwards every request to one origin."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from gatekeeper.asgi import prefers_json
+from gatekeeper.config.settings import ProxyConfig
+from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
+from gatekeeper.proxy.h1.client import H1Upstream
+from gatekeeper.proxy.upstream import AiohttpUpstream, Headers, Upstream, UpstreamResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_HOP_BY_HOP = frozenset(
+    b"connection keep-alive proxy-authenticate proxy-authorization proxy-connection te trailer"
+    b" transfer-encoding upgrade".split()
+)
+# Request headers the proxy always sets itself; from an untrusted client also its forwarding claims.
+_DROP_TRUSTED = _HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for"}
+_DROP_UNTRUSTED = _DROP_TRUSTED | {b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"}
+_NO_BODY_STATUSES = frozenset({204, 304})
+_PATH_SAFE = "/:@!$&'()*+,;=~"
+_CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
+    "builtin": H1Upstream,
+    "aiohttp": AiohttpUpstream,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """How the proxy talks to the origin; timeouts in seconds."""
+
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    pool_size: int = 100
+    host_header: str = "origin"
+    trusted_proxies: tuple[str, ...] = ()
+    client: str = "builtin"
+
+    @classmethod
+    def from_config(cls, config: ProxyConfig) -> ProxySettings:
+        """The settings of `waitingroom.proxy.*`."""
+        return cls(
+            connect_timeout_s=config.connect_timeout,
+            read_timeout_s=config.read_timeout,
+            pool_size=config.pool_size,
+            host_header=config.host_header,
+            trusted_proxies=config.trusted_proxies,
+            client=config.client,
+        )
+
+    def __post_init__(self) -> None:
+        if self.host_header not in ("origin", "preserve"):
+            raise ConfigError(f"proxy.host-header must be origin or preserve: {self.host_header!r}")
+        if self.client not in _CLIENTS:
+            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}")
+
+
+class ReverseProxy:
+    """ASGI app forwarding every HTTP request to `origin`, streaming both bodies."""
+
+    def __init__(
+        self, origin: str, settings: ProxySettings | None = None, upstream: Upstream | None = None
+    ) -> None:
+        if not origin.startswith(("http://", "https://")):
+            raise ConfigError(f"gate.origin must be an http(s) URL: {origin!r}")
+        self._origin = origin
+        self._settings = settings = settings or ProxySettings()
+        self._upstream = upstream
+        self._preserve_host = settings.host_header == "preserve"
+        self._is_trusted = _trust_checker(settings.trusted_proxies)
+
+    @property
+    def upstream(self) -> Upstream | None:
+        """The upstream in use, once opened (or as injected)."""
+        return self._upstream
+
+    async def _open(self) -> Upstream:
+        if self._upstream is None:
+            client = _CLIENTS[self._settings.client]
+            upstream = self._upstream = client(self._origin, self._settings)
+            await upstream.open()
+        return self._upstream
+
+    async def aclose(self) -> None:
+        """Close the upstream's connections; a later request reopens them."""
+        if self._upstream is not None:
+            await self._upstream.aclose()
+
+    async def __aenter__(self) -> ReverseProxy:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await self._open()
+                await send({"type": "lifespan.startup.complete"})
+            await self.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+        else:
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = self._upstream or await self._open()
+        headers, length = self._request_headers(scope)
+        target = scope.get("raw_path") or quote(scope["path"], safe=_PATH_SAFE).encode()
+        if query := scope.get("query_string"):
+            target += b"?" + query
+        first = await receive()
+        if first["type"] == "http.disconnect":
+            return
+        exchange = _Exchange(receive, first)
+        try:
+            try:
+                response = await upstream.send(
+                    scope["method"],
+                    target.decode("latin-1"),
+                    headers,
+                    exchange if exchange.has_body else None,
+                    None if length is None else int(length),
+                )
+            except OriginError as exc:
+                if not exchange.gone:
+                    await _send_error(scope, send, exc)
+                return
+            try:
+                await _relay(response, send, exchange)
+            except (OriginError, OSError):
+                # The head is out, so returning unfinished is how to make the server abort the
+                # response. OSError is how ASGI 2.4+ servers report a client that went away.
+                return
+            finally:
+                await response.aclose()
+        except asyncio.CancelledError:
+            if exchange.gone and exchange.task.uncancel() == 0:
+                return
+            raise
+        finally:
+            exchange.finish()
+
+    def _request_headers(self, scope: Scope) -> tuple[Headers, bytes | None]:
+        client = scope.get("client")
+        trusted = client is not None and self._is_trusted(client[0])
+        drop = _DROP_TRUSTED if trusted else _DROP_UNTRUSTED
+        out: Headers = []
+        host = length = xff = None
+        tokens: set[bytes] | None = None
+        has_proto = has_host = False
+        for name, value in scope["headers"]:
+            if name in drop:
+                if name == b"host":
+                    host = value
+                elif name == b"content-length":
+                    length = value
+                elif name == b"connection":
+                    tokens = _connection_tokens(value, tokens)
+                elif name == b"x-forwarded-for" and trusted:
+                    xff = value if xff is None else xff + b", " + value
+                continue
+            if name.startswith(b"x-forwarded-"):
+                if not trusted:
+                    continue
+                has_proto = has_proto or name == b"x-forwarded-proto"
+                has_host = has_host or name == b"x-forwarded-host"
+            out.append((name, value))
+        if tokens:
+            out = [item for item in out if item[0] not in tokens]
+            xff = None if b"x-forwarded-for" in tokens else xff
+            has_proto = has_proto and b"x-forwarded-proto" not in tokens
+            has_host = has_host and b"x-forwarded-host" not in tokens
+        if host is not None:
+            if self._preserve_host:
+                out.append((b"host", host))
+            if not has_host:
+                out.append((b"x-forwarded-host", host))
+        if client is not None:
+            ip = client[0].encode("latin-1")
+            out.append((b"x-forwarded-for", ip if xff is None else xff + b", " + ip))
+        if not has_proto:
+            out.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
+        return out, length
+
+
+async def _relay(response: UpstreamResponse, send: Send, exchange: _Exchange) -> None:
+    headers = _response_headers(response.headers, response.status)
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    async for chunk in response.body():
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    exchange.finished = True
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request body was being forwarded."""
+
+
+class _Exchange:
+    """One request's body stream (iterate it) and the watch for its client disconnecting."""
+
+    __slots__ = ("_receive", "_first", "_more", "_watcher", "task", "gone", "finished")
+
+    def __init__(self, receive: Receive, first: Message) -> None:
+        self._receive = receive
+        self._first: bytes = first.get("body", b"")
+        self._more: bool = first.get("more_body", False)
+        self._watcher: asyncio.Task[None] | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.gone = self.finished = False
+        if not self._more:
+            self._watch()
+
+    @property
+    def has_body(self) -> bool:
+        return self._more or bool(self._first)
+
+    def __aiter__(self) -> _Exchange:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if first := self._first:
+            self._first = b""
+            return first
+        while self._more:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._abort()
+                raise _ClientGone
+            self._more = message.get("more_body", False)
+            if not self._more:
+                self._watch()
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                return chunk
+        raise StopAsyncIteration
+
+    def _watch(self) -> None:
+        # Once the body is read, receive() returns only when the client disconnects.
+        self._watcher = asyncio.create_task(self._wait_for_disconnect())
+
+    async def _wait_for_disconnect(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self._abort()
+
+    def _abort(self) -> None:
+        # Cancelling the request's task interrupts it wherever it waits (pool, origin,
+        # back-pressure) and so frees the upstream connection; _http turns it into a return.
+        if not (self.gone or self.finished):
+            self.gone = True
+            self.task.cancel()
+
+    def finish(self) -> None:
+        self.finished = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+def _connection_tokens(value: bytes, tokens: set[bytes] | None) -> set[bytes]:
+    found = {token.strip().lower() for token in value.split(b",")}
+    return found if tokens is None else tokens | found
+
+
+def _response_headers(raw: Headers, status: int) -> Headers:
+    out: Headers = []
+    tokens: set[bytes] | None = None
+    for name, value in raw:
+        name = name.lower()
+        if name in _HOP_BY_HOP:
+            if name == b"connection":
+                tokens = _connection_tokens(value, tokens)
+            continue
+        out.append((name, value))
+    if tokens:
+        out = [item for item in out if item[0] not in tokens]
+    if status in _NO_BODY_STATUSES:
+        # The server would otherwise wait for a body these statuses never have.
+        out = [item for item in out if item[0] != b"content-length"]
+    return out
+
+
+def _trust_checker(cidrs: tuple[str, ...]) -> Callable[[str], bool]:
+    try:
+        networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+    except ValueError as exc:
+        raise ConfigError(f"proxy.trusted-proxies: {exc}") from exc
+
+    @functools.lru_cache(maxsize=4096)
+    def is_trusted(host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in networks)
+
+    return is_trusted if networks else lambda host: False
+
+
+def _error_page(status: int, title: str, code: str, message: str) -> tuple[bytes, bytes]:
+    as_json = json.dumps({"error": {"code": code, "message": message}}).encode()
+    as_html = f"<!doctype html><title>{status} {title}</title><h1>{title}</h1><p>{message}</p>\n"
+    return as_json, as_html.encode()
+
+
+_ERROR_PAGES = {
+    502: _error_page(502, "Bad Gateway", "bad_gateway", "The site cannot be reached."),
+    504: _error_page(504, "Gateway Timeout", "gateway_timeout", "The site is too slow."),
+}
+
+
+async def _send_error(scope: Scope, send: Send, exc: OriginError) -> None:
+    status = 504 if isinstance(exc, OriginTimeout) else 502
+    as_json, as_html = _ERROR_PAGES[status]
+    accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+    wants_json = prefers_json(accept)
+    body = as_json if wants_json else as_html
+    headers = [
+        (b"content-type", b"application/json" if wants_json else b"text/html; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"cache-control", b"no-store"),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,215 @@
+"""The operator API: live room figures and controls, revoke, audit log (bearer token)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import time
+from typing import Any
+
+from gatekeeper.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_error,
+    send_json,
+)
+from gatekeeper.core.rooms import Rooms
+from gatekeeper.errors import StoreError
+from gatekeeper.metrics import Metrics
+from gatekeeper.store.base import ROOM_ID, Mode, Store, room_of
+
+# JSON field → (store control field, bounds) of the live room settings.
+_FIELDS = {
+    "capacity": ("capacity", 1, 10_000_000),
+    "batchSize": ("batch-size", 1, 100_000),
+    "newVisitorsPerMinute": ("per-minute", 0, 100_000_000),
+}
+_MODE_ACTIONS = {
+    "pause": Mode.PAUSED,
+    "resume": Mode.OPEN,
+    "queue-all": Mode.QUEUE_ALL,
+    "passthrough": Mode.PASSTHROUGH,
+}
+_MAX_BODY = 4096
+
+
+class AdminAPI:
+    """ASGI app under the admin prefix; answers 404 for everything when no token is set."""
+
+    def __init__(
+        self, store: Store, rooms: Rooms, prefix: str, token: str, metrics: Metrics | None = None
+    ) -> None:
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.rooms = rooms
+        self.prefix = prefix
+        self._token = f"Bearer {token}".encode() if token else None
+
+    def handles(self, path: str) -> bool:
+        """True when `path` belongs to the admin API."""
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._token is None:
+            return await send_error(send, 404, "not_found", "the admin API is disabled")
+        given = header(scope, b"authorization") or b""
+        if not hmac.compare_digest(given, self._token):
+            return await send_error(
+                send, 401, "unauthorized", "bearer token required",
+                [(b"www-authenticate", b'Bearer realm="gatekeeper"')],
+            )  # fmt: skip
+        try:
+            await self._route(scope, receive, send)
+        except StoreError as exc:
+            await send_error(send, 503, "store_unavailable", str(exc), [(b"retry-after", b"2")])
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"][len(self.prefix) :]
+        method: str = scope["method"]
+        actor = _actor(scope)
+        if path == "/rooms" and method == "GET":
+            names = sorted(set(await self.store.rooms()) | self.rooms.configured)
+            return await send_json(send, 200, {"rooms": [await self._view(r) for r in names]})
+        if path.startswith("/rooms/"):
+            room, _, action = path[len("/rooms/") :].partition(":")
+            if not ROOM_ID.fullmatch(room):
+                return await send_error(send, 404, "not_found", "no such room")
+            if not action and method == "GET":
+                return await send_json(send, 200, await self._view(room))
+            if not action and method == "PATCH":
+                return await self._patch(scope, receive, send, room, actor)
+            if action in _MODE_ACTIONS and method == "POST":
+                mode = _MODE_ACTIONS[action]
+                await self._change(room, {"mode": None if mode is Mode.OPEN else mode}, actor)
+                return await send_json(send, 200, await self._view(room))
+        if path == "/settings" and method == "GET":
+            return await send_json(send, 200, await self._settings())
+        if path == "/settings" and method == "PATCH":
+            body = await self._body(scope, receive, send)
+            if body is None:
+                return
+            rate = body.get("rateMs", ...)
+            if rate is not None and rate is not ... and not _int_in(rate, 10, 60_000):
+                return await send_error(send, 400, "bad_request", "rateMs: 10..60000 or null")
+            if rate is not ...:
+                await self.store.set_tick_ms(rate)
+                await self.store.audit({"action": "settings", "detail": _dump(body), **actor})
+            return await send_json(send, 200, await self._settings())
+        if path.startswith("/sessions/") and path.endswith(":revoke") and method == "POST":
+            session_id = path[len("/sessions/") : -len(":revoke")]
+            owner = room_of(session_id)
+            if owner is None or not await self.store.leave(
+                session_id, self.rooms.policy(owner), revoke=True
+            ):
+                return await send_error(send, 404, "not_found", "unknown session")
+            self.metrics.leaves.labels(owner, "revoke").inc()
+            await self.store.audit(
+                {"action": "revoke", "room": owner, "session": session_id, **actor}
+            )
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            return await send({"type": "http.response.body", "body": b""})
+        if path == "/audit" and method == "GET":
+            limit = _query_int(scope, b"limit", 100, 1, 1000)
+            return await send_json(send, 200, {"entries": await self.store.audit_log(limit)})
+        await send_error(send, 404, "not_found", "no such endpoint or method")
+
+    async def _patch(
+        self, scope: Scope, receive: Receive, send: Send, room: str, actor: dict[str, str]
+    ) -> None:
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        changes: dict[str, str | None] = {}
+        for key, value in body.items():
+            if key == "mode":
+                if value is not None and value not in set(Mode):
+                    modes = ", ".join(m.value for m in Mode)
+                    return await send_error(send, 400, "bad_request", f"mode: one of {modes}")
+                changes["mode"] = None if value in (None, Mode.OPEN) else str(value)
+            elif key in _FIELDS:
+                field, lo, hi = _FIELDS[key]
+                if value is not None and not _int_in(value, lo, hi):
+                    return await send_error(
+                        send, 400, "bad_request", f"{key}: an integer {lo}..{hi}, or null"
+                    )
+                changes[field] = None if value is None else str(value)
+            else:
+                return await send_error(send, 400, "bad_request", f"unknown field {key!r}")
+        await self._change(room, changes, actor)
+        await send_json(send, 200, await self._view(room))
+
+    async def _change(
+        self, room: str, changes: dict[str, str | None], actor: dict[str, str]
+    ) -> None:
+        await self.store.set_controls(room, changes)
+        self.rooms.set_live(room, await self.store.controls(room))
+        entry = {"action": "room", "room": room, "detail": _dump(changes), **actor}
+        await self.store.audit(entry)
+
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> dict[str, Any] | None:
+        try:
+            raw = await read_body(scope, receive, _MAX_BODY)
+            data = json.loads(raw or b"{}")
+        except BodyTooLarge:
+            await send_error(send, 413, "body_too_large", "request body too large")
+            return None
+        except ClientGone:
+            return None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            await send_error(send, 400, "bad_request", "body is not valid JSON")
+            return None
+        if not isinstance(data, dict):
+            await send_error(send, 400, "bad_request", "body must be a JSON object")
+            return None
+        return data
+
+    async def _view(self, room: str) -> dict[str, object]:
+        counts = await self.store.counts(room)
+        controls = await self.store.controls(room)
+        self.rooms.set_live(room, controls)
+        capacity, batch, per_minute = self.rooms.effective(room)
+        oldest = None
+        if counts.oldest_join_ms:
+            oldest = max(0, math.floor(time.time() - counts.oldest_join_ms / 1000))
+        return {
+            "room": room,
+            "mode": self.rooms.mode(room).value,
+            "waiting": counts.waiting,
+            "active": counts.active,
+            "capacity": capacity,
+            "batchSize": batch,
+            "newVisitorsPerMinute": per_minute,
+            "grantRatePerSecond": round(counts.grant_rate, 3),
+            "oldestWaiterAgeSeconds": oldest,
+            "controls": controls,
+        }
+
+    async def _settings(self) -> dict[str, object]:
+        return {"rateMs": await self.store.tick_ms()}
+
+
+def _actor(scope: Scope) -> dict[str, str]:
+    client = scope.get("client")
+    return {"actor": f"admin@{client[0]}" if client else "admin"}
+
+
+def _dump(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def _int_in(value: object, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _query_int(scope: Scope, name: bytes, default: int, lo: int, hi: int) -> int:
+    for pair in bytes(scope.get("query_string", b"")).split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name and value.isdigit():
+            return max(lo, min(hi, int(value)))
+    return default

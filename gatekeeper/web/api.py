@@ -1,0 +1,141 @@
+"""The seed's JSON API: join, poll and leave, under a configurable prefix."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from gatekeeper.asgi import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_json,
+)
+from gatekeeper.config import Settings
+from gatekeeper.core.rooms import Rooms
+from gatekeeper.errors import StoreError
+from gatekeeper.metrics import Metrics
+from gatekeeper.store.base import Status, Store, Ticket, new_session_id, room_of
+
+log = logging.getLogger("gatekeeper.web.api")
+
+MAX_USER_ID = 128
+LEAVE_SUFFIX = ":leave"
+RETRY_AFTER = (b"retry-after", b"2")
+
+
+class WaitingRoomAPI:
+    """ASGI app for `POST /sessions`, `GET /sessions/{id}`, `POST /sessions/{id}:leave`.
+
+    Mounted under `settings.api.prefix`; it sees the full path and strips the prefix itself.
+    """
+
+    def __init__(
+        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.rooms = rooms
+        self.prefix = settings.api.prefix
+        self._max_body = settings.api.max_body_bytes
+
+    def handles(self, path: str) -> bool:
+        """True when `path` belongs to the API."""
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def session_url(self, session_id: str) -> str:
+        """The poll URL of a session."""
+        return f"{self.prefix}/sessions/{session_id}"
+
+    def body(self, ticket: Ticket) -> dict[str, object]:
+        """The status object of a ticket."""
+        return self.rooms.status_body(ticket)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"][len(self.prefix) :]
+        method: str = scope["method"]
+        try:
+            if path == "/sessions":
+                if method != "POST":
+                    return await _not_allowed(send, b"POST")
+                return await self._join(scope, receive, send)
+            if path.startswith("/sessions/"):
+                target = path[len("/sessions/") :]
+                if target.endswith(LEAVE_SUFFIX):
+                    if method != "POST":
+                        return await _not_allowed(send, b"POST")
+                    return await self._leave(target[: -len(LEAVE_SUFFIX)], send)
+                if method not in ("GET", "HEAD"):
+                    return await _not_allowed(send, b"GET, HEAD")
+                return await self._poll(target, send)
+            await send_error(send, 404, "not_found", "no such endpoint")
+        except StoreError as exc:
+            self.metrics.store_errors.labels("api").inc()
+            log.warning("store unavailable: %s", exc)
+            await send_error(send, 503, "store_unavailable", "try again shortly", [RETRY_AFTER])
+
+    async def _join(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            raw = await read_body(scope, receive, self._max_body)
+        except BodyTooLarge:
+            return await send_error(send, 413, "body_too_large", "request body too large")
+        except ClientGone:
+            return
+        event_id, user_id, problem = _parse_join(raw)
+        if problem:
+            return await send_error(send, 400, "bad_request", problem)
+        room = self.rooms.resolve(event_id)
+        if room is None:
+            return await send_error(send, 404, "unknown_event", "no waiting room for this event")
+        session_id = new_session_id(room)
+        ticket = await self.store.join(room, session_id, self.rooms.policy(room), user_id=user_id)
+        self.metrics.joined(room, ticket.status is Status.ACTIVE)
+        location = self.session_url(session_id).encode()
+        await send_json(send, 202, self.body(ticket), [(b"location", location)])
+
+    async def _poll(self, session_id: str, send: Send) -> None:
+        room = room_of(session_id)
+        ticket = None
+        if room is not None:
+            ticket = await self.store.poll(session_id, self.rooms.policy(room))
+        if ticket is None:
+            return await send_error(send, 404, "not_found", "unknown session")
+        await send_json(send, 200, self.body(ticket))
+
+    async def _leave(self, session_id: str, send: Send) -> None:
+        room = room_of(session_id)
+        if room is None or not await self.store.leave(session_id, self.rooms.policy(room)):
+            return await send_error(send, 404, "not_found", "unknown session")
+        self.metrics.leaves.labels(room, "api").inc()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _parse_join(raw: bytes) -> tuple[str | None, str, str | None]:
+    """(eventId, userId, problem) from a join body; an empty body is an empty object."""
+    if not raw.strip():
+        return None, "", None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, "", "body is not valid JSON"
+    if not isinstance(data, dict):
+        return None, "", "body must be a JSON object"
+    event_id, user_id = data.get("eventId"), data.get("userId")
+    if event_id is not None and not isinstance(event_id, str):
+        return None, "", "eventId must be a string"
+    if user_id is not None and not isinstance(user_id, str):
+        return None, "", "userId must be a string"
+    if event_id is not None and len(event_id) > 64:
+        return None, "", "eventId is too long (64 characters at most)"
+    if user_id is not None and len(user_id) > MAX_USER_ID:
+        return None, "", f"userId is too long ({MAX_USER_ID} characters at most)"
+    return event_id, user_id or "", None
+
+
+async def _not_allowed(send: Send, allow: bytes) -> None:
+    await send_error(send, 405, "method_not_allowed", "method not allowed", [(b"allow", allow)])

@@ -1,0 +1,263 @@
+"""HTML pages shown to visitors: the waiting page, the "right back" page and their static files."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import mimetypes
+from dataclasses import dataclass
+from functools import cache
+from html import escape
+from importlib import resources
+from string import Template
+
+from gatekeeper.errors import ConfigError
+
+__all__ = [
+    "PageRenderer",
+    "WaitingView",
+    "WAITING_PLACEHOLDERS",
+    "UNAVAILABLE_PLACEHOLDERS",
+    "describe_position",
+    "describe_wait",
+    "static_file",
+]
+
+_PACKAGE = "gatekeeper.web"
+
+WAITING_PLACEHOLDERS = frozenset(
+    {
+        "title",
+        "room",
+        "session_id",
+        "status",
+        "position",
+        "position_text",
+        "eta_text",
+        "eta_seconds",
+        "poll_after_ms",
+        "refresh_seconds",
+        "refresh_text",
+        "status_url",
+        "static_prefix",
+        "css_url",
+        "js_url",
+        "joined_position",
+        "progress_attrs",
+    }
+)
+"""Every `${name}` a waiting-page template may use; all values arrive HTML-escaped."""
+
+UNAVAILABLE_PLACEHOLDERS = frozenset({"retry_after", "retry_after_text"})
+"""Every `${name}` an unavailable-page template may use."""
+
+_CONTENT_TYPES = {
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingView:
+    """Everything the waiting page shows about one waiting visitor."""
+
+    session_id: str
+    status: str
+    position: int
+    estimated_wait_seconds: int | None
+    poll_after_ms: int
+    status_url: str
+    static_prefix: str
+    title: str = "You're in line"
+    room: str = "default"
+    joined_position: int | None = None
+
+
+def describe_position(status: str, position: int) -> str:
+    """The sentence the page shows about where the visitor stands."""
+    if status == "ACTIVE":
+        return "It's your turn, taking you in…"
+    if status in ("LEFT", "EXPIRED"):
+        return "Finding your place in line…"
+    if position <= 0:
+        return "You're next"
+    if position == 1:
+        return "1 person ahead of you"
+    return f"{position:,} people ahead of you"
+
+
+def _round(x: float) -> int:
+    # Half-up like JavaScript's Math.round, so the page reads the same before and after JS runs.
+    return math.floor(x + 0.5)
+
+
+def describe_wait(seconds: int | None) -> str:
+    """An estimated wait in plain words; waiting.js mirrors these rules."""
+    if seconds is None or seconds < 0:
+        return "calculating…"
+    if seconds < 15:
+        return "any moment now"
+    if seconds < 60:
+        return "less than a minute"
+    minutes = _round(seconds / 60)
+    if minutes < 90:
+        return "about 1 minute" if minutes == 1 else f"about {minutes} minutes"
+    hours = _round(seconds / 3600)
+    if hours < 24:
+        return f"about {hours} hours"
+    return "more than a day"
+
+
+# A template compiled once into alternating literal text and placeholder names, so a render is
+# one join rather than a regex pass over the whole page.
+_Compiled = tuple[tuple[str, str | None], ...]
+
+
+def _compile(text: str, allowed: frozenset[str], origin: str) -> _Compiled:
+    pattern = Template.pattern
+    parts: list[tuple[str, str | None]] = []
+    literal: list[str] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        literal.append(text[pos : match.start()])
+        pos = match.end()
+        if match.group("escaped") is not None:
+            literal.append("$")
+            continue
+        name = match.group("named") or match.group("braced")
+        if name is None:
+            line = text.count("\n", 0, match.start()) + 1
+            raise ConfigError(f"template {origin}: stray '$' on line {line} (write $$ for a $)")
+        if name not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"template {origin}: unknown placeholder ${name} (known: {known})")
+        parts.append(("".join(literal), name))
+        literal = []
+    literal.append(text[pos:])
+    parts.append(("".join(literal), None))
+    return tuple(parts)
+
+
+def _fill(compiled: _Compiled, values: dict[str, str]) -> bytes:
+    out: list[str] = []
+    for literal, name in compiled:
+        out.append(literal)
+        if name is not None:
+            out.append(values[name])
+    return "".join(out).encode("utf-8")
+
+
+@cache
+def _packaged_template(name: str) -> str:
+    return (resources.files(_PACKAGE) / "templates" / name).read_text(encoding="utf-8")
+
+
+def _read_template(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"template {path}: cannot read it ({exc})") from exc
+
+
+@cache
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    files: dict[str, tuple[bytes, str]] = {}
+    for entry in (resources.files(_PACKAGE) / "static").iterdir():
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        suffix = entry.name[entry.name.rfind(".") :] if "." in entry.name else ""
+        ctype = _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
+        files[entry.name] = (entry.read_bytes(), ctype or "application/octet-stream")
+    return files
+
+
+def static_file(name: str) -> tuple[bytes, str] | None:
+    """Content and content-type of a packaged static file, or None for any other name."""
+    if not name or "/" in name or "\\" in name or ".." in name or "\0" in name:
+        return None
+    return _static_files().get(name)
+
+
+@cache
+def _static_version(name: str) -> str:
+    found = static_file(name)
+    return hashlib.sha256(found[0]).hexdigest()[:12] if found else "0"
+
+
+def _asset_url(prefix: str, name: str) -> str:
+    # The content hash in the query lets the gate serve these with a long cache lifetime.
+    return f"{prefix.rstrip('/')}/{name}?v={_static_version(name)}"
+
+
+def _progress_attrs(position: int, joined: int | None) -> str:
+    # Built only from integers; without a value attribute <progress> is indeterminate.
+    if joined is None or joined < 0:
+        return ""
+    done = min(max(joined - position, 0), joined)
+    return f'value="{done}" max="{joined + 1}"'
+
+
+class PageRenderer:
+    """Renders the waiting and unavailable pages from templates parsed once at construction."""
+
+    def __init__(
+        self,
+        template_path: str | None = None,
+        *,
+        unavailable_template_path: str | None = None,
+    ) -> None:
+        """Load the packaged templates, or the given files, which use the same placeholders."""
+        if template_path is None:
+            waiting_text, waiting_origin = _packaged_template("waiting.html"), "waiting.html"
+        else:
+            waiting_text, waiting_origin = _read_template(template_path), template_path
+        if unavailable_template_path is None:
+            unavailable_text = _packaged_template("unavailable.html")
+            unavailable_origin = "unavailable.html"
+        else:
+            unavailable_text = _read_template(unavailable_template_path)
+            unavailable_origin = unavailable_template_path
+        self._waiting = _compile(waiting_text, WAITING_PLACEHOLDERS, waiting_origin)
+        self._unavailable = _compile(unavailable_text, UNAVAILABLE_PLACEHOLDERS, unavailable_origin)
+
+    def render_waiting(self, view: WaitingView) -> bytes:
+        """The waiting page for one visitor as UTF-8 HTML."""
+        position = max(view.position, 0)
+        poll_ms = max(view.poll_after_ms, 0)
+        eta = view.estimated_wait_seconds
+        refresh = max(1, math.ceil(poll_ms / 1000))
+        values = {
+            "title": view.title,
+            "room": view.room,
+            "session_id": view.session_id,
+            "status": view.status,
+            "position": str(position),
+            "position_text": describe_position(view.status, position),
+            "eta_text": describe_wait(eta),
+            "eta_seconds": "" if eta is None else str(eta),
+            "poll_after_ms": str(poll_ms),
+            "refresh_seconds": str(refresh),
+            "refresh_text": "second" if refresh == 1 else f"{refresh} seconds",
+            "status_url": view.status_url,
+            "static_prefix": view.static_prefix.rstrip("/"),
+            "css_url": _asset_url(view.static_prefix, "waiting.css"),
+            "js_url": _asset_url(view.static_prefix, "waiting.js"),
+            "joined_position": "" if view.joined_position is None else str(view.joined_position),
+        }
+        escaped = {key: escape(value, quote=True) for key, value in values.items()}
+        escaped["progress_attrs"] = _progress_attrs(position, view.joined_position)
+        return _fill(self._waiting, escaped)
+
+    def render_unavailable(self, retry_after_s: int) -> bytes:
+        """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""
+        seconds = max(1, int(retry_after_s))
+        if seconds < 60:
+            text = "1 second" if seconds == 1 else f"{seconds} seconds"
+        else:
+            minutes = _round(seconds / 60)
+            text = "1 minute" if minutes == 1 else f"{minutes} minutes"
+        return _fill(self._unavailable, {"retry_after": str(seconds), "retry_after_text": text})

@@ -1,0 +1,81 @@
+"""The grant loop: one tick per room, survives store errors, starts and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gatekeeper.config import load_config
+from gatekeeper.core.granter import Granter
+from gatekeeper.core.rooms import Rooms
+from gatekeeper.errors import StoreError
+from gatekeeper.store.base import GrantReport, RoomPolicy, Status, new_session_id
+from gatekeeper.store.memory import MemoryStore
+from tests.conftest import FakeClock
+
+SETTINGS = load_config(
+    None,
+    environ={},
+    overrides={"waitingroom.processing.capacity": 1, "waitingroom.processing.rate-ms": 10},
+)
+
+
+class FlakyStore(MemoryStore):
+    """Fails the first `failures` grant calls, like a Redis that blips."""
+
+    def __init__(self, failures: int, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.failures = failures
+        self.calls = 0
+
+    async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StoreError("blip")
+        return await super().grant(room, policy)
+
+
+async def test_tick_grants_in_every_known_room(clock: FakeClock):
+    store = MemoryStore(clock)
+    rooms = Rooms(SETTINGS)
+    policy = rooms.policy("E1")
+    holders = {r: new_session_id(r) for r in ("E1", "E2")}
+    waiters = {r: new_session_id(r) for r in ("E1", "E2")}
+    for room in ("E1", "E2"):
+        await store.join(room, holders[room], policy)
+        await store.join(room, waiters[room], policy)
+        await store.leave(holders[room], policy)
+    reports = await Granter(store, rooms, 10).tick()
+    assert {room: r.granted for room, r in reports.items() if r.granted} == {
+        "E1": (waiters["E1"],),
+        "E2": (waiters["E2"],),
+    }
+    assert "default" in reports
+
+
+async def test_loop_survives_store_errors_and_keeps_granting(clock: FakeClock):
+    store = FlakyStore(failures=5, clock=clock)
+    rooms = Rooms(SETTINGS)
+    policy = rooms.policy("R")
+    holder, waiter = new_session_id("R"), new_session_id("R")
+    await store.join("R", holder, policy)
+    await store.join("R", waiter, policy)
+    await store.leave(holder, policy)
+    granter = Granter(store, rooms, 10)
+    granter.start()
+    for _ in range(500):
+        ticket = await store.poll(waiter, policy)
+        if ticket is not None and ticket.status is Status.ACTIVE:
+            break
+        await asyncio.sleep(0.01)
+    await granter.stop()
+    assert store.calls > 5
+    ticket = await store.poll(waiter, policy)
+    assert ticket is not None and ticket.status is Status.ACTIVE
+
+
+async def test_stop_is_prompt_and_idempotent(clock: FakeClock):
+    granter = Granter(MemoryStore(clock), Rooms(SETTINGS), 60_000)
+    granter.start()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(granter.stop(), timeout=1)
+    await granter.stop()
