@@ -13,7 +13,8 @@ import redis
 from bench.procs import BenchError, Procs
 from bench.report import Context, Row
 from bench.servers import start_redis
-from gatekeeper.store.base import RoomPolicy, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import RoomPolicy
 from gatekeeper.store.redis import RedisKeys, RedisStore
 
 HOUR_MS = 3_600_000

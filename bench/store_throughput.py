@@ -14,7 +14,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from gatekeeper.store.base import RoomPolicy, Store, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import RoomPolicy, Store
 from gatekeeper.store.memory import MemoryStore
 from gatekeeper.store.redis import RedisStore
 

@@ -8,7 +8,7 @@ import os
 from gatekeeper.app import create_app
 from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.config import load_config
-from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ReverseProxy
 
 PAGE = b"<!doctype html><title>seat map</title>" + b"<p>seat</p>" * 180
 
@@ -61,7 +61,7 @@ async def bare(scope: Scope, receive: Receive, send: Send) -> None:
 def proxy() -> ReverseProxy:
     """The gate off: gatekeeper's reverse proxy alone, configured exactly as `gated()`'s."""
     settings = load_config(overrides={"waitingroom.gate.origin": os.environ["BENCH_ORIGIN"]})
-    return ReverseProxy(settings.gate.origin, ProxySettings.from_config(settings.proxy))
+    return ReverseProxy(settings.gate.origin, settings.proxy)
 
 
 def gated() -> object:

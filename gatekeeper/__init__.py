@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gatekeeper.app import create_app
 from gatekeeper.config import Settings, load_config
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import (
     ConfigError,
     GatekeeperError,
@@ -13,7 +14,7 @@ from gatekeeper.errors import (
     StoreError,
 )
 from gatekeeper.gate.middleware import WaitingRoom
-from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ReverseProxy
 from gatekeeper.store import open_store
 
 __version__ = "0.1.0"

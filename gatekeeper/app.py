@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from gatekeeper.asgi import Receive, Scope, Send, send_error
+from gatekeeper.clock import Clock
 from gatekeeper.config import Settings
 from gatekeeper.gate.middleware import WaitingRoom
-from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ReverseProxy
 from gatekeeper.runtime import Runtime, serve_lifespan
-from gatekeeper.store.base import Clock, Store
+from gatekeeper.store.base import Store
 
 
 class Service:
@@ -32,5 +33,5 @@ def create_app(
     runtime = Runtime(settings, store=store, clock=clock)
     if not settings.gate.origin:
         return Service(runtime)
-    proxy = ReverseProxy(settings.gate.origin, ProxySettings.from_config(settings.proxy))
+    proxy = ReverseProxy(settings.gate.origin, settings.proxy)
     return WaitingRoom(proxy, runtime=runtime, clock=clock)

@@ -12,6 +12,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+"""ASGI headers: (lower-case name, value) byte pairs, in order."""
 HeaderSeq = Sequence[tuple[bytes, bytes]]
 
 NO_STORE = (b"cache-control", b"no-store, private")

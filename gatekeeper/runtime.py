@@ -6,13 +6,14 @@ import logging
 from types import TracebackType
 
 from gatekeeper.asgi import Receive, Scope, Send, send_bytes, send_error
+from gatekeeper.clock import Clock
 from gatekeeper.config import Settings
 from gatekeeper.core.granter import Granter
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.metrics import Metrics
 from gatekeeper.store import open_store
-from gatekeeper.store.base import Clock, Store
+from gatekeeper.store.base import Store
 from gatekeeper.web.admin import AdminAPI
 from gatekeeper.web.api import WaitingRoomAPI
 

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
+from gatekeeper.config.settings import ProxySettings
+from gatekeeper.proxy.forwarder import ReverseProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gatekeeper.config.settings import HOST_HEADERS, PROXY_CLIENTS
 from gatekeeper.config.settings import AdminSettings as AdminSettings
 from gatekeeper.config.settings import ApiSettings as ApiSettings
 from gatekeeper.config.settings import CookieSettings as CookieSettings
@@ -23,20 +24,21 @@ from gatekeeper.config.settings import GateSettings as GateSettings
 from gatekeeper.config.settings import LifecycleSettings as LifecycleSettings
 from gatekeeper.config.settings import PollingSettings as PollingSettings
 from gatekeeper.config.settings import ProcessingSettings as ProcessingSettings
-from gatekeeper.config.settings import ProxyConfig as ProxyConfig
+from gatekeeper.config.settings import ProxySettings as ProxySettings
 from gatekeeper.config.settings import RedisSettings as RedisSettings
 from gatekeeper.config.settings import RoomOverride as RoomOverride
 from gatekeeper.config.settings import RoomsSettings as RoomsSettings
 from gatekeeper.config.settings import ServerSettings as ServerSettings
 from gatekeeper.config.settings import Settings as Settings
 from gatekeeper.errors import ConfigError
-from gatekeeper.store.base import ROOM_ID, RoomPolicy
+from gatekeeper.ids import ROOM_ID
+from gatekeeper.store.base import RoomPolicy
 
 _GROUPS: dict[str, Any] = {
     "redis": RedisSettings, "processing": ProcessingSettings, "lifecycle": LifecycleSettings,
     "polling": PollingSettings, "rooms": RoomsSettings, "api": ApiSettings,
     "server": ServerSettings, "gate.cookie": CookieSettings, "gate": GateSettings,
-    "proxy": ProxyConfig, "admin": AdminSettings,
+    "proxy": ProxySettings, "admin": AdminSettings,
 }  # fmt: skip
 _SECRETS = {
     "gate.cookie.keys": "cookie_keys",
@@ -184,8 +186,8 @@ _SCHEMA: tuple[_Leaf, ...] = (
     _Leaf("proxy.connect-timeout", "secs", gt=0),
     _Leaf("proxy.read-timeout", "secs", gt=0),
     _Leaf("proxy.pool-size", "int", 1, 10_000),
-    _Leaf("proxy.client", "str", **_one_of("builtin", "aiohttp")),
-    _Leaf("proxy.host-header", "str", **_one_of("origin", "preserve")),
+    _Leaf("proxy.client", "str", **_one_of(*PROXY_CLIENTS)),
+    _Leaf("proxy.host-header", "str", **_one_of(*HOST_HEADERS)),
     _Leaf("proxy.trusted-proxies", "list", check=_ip, what=_IPS_ARE),
     _Leaf("admin.prefix", "str", check=_PREFIX.fullmatch, what=_PREFIX_IS),
 )  # fmt: skip

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from gatekeeper.store.base import DEFAULT_ROOM
+from gatekeeper.errors import ConfigError
+from gatekeeper.ids import DEFAULT_ROOM
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +153,15 @@ class GateSettings:
     proof_header: str = "X-Gatekeeper-Proof"
 
 
+PROXY_CLIENTS = ("builtin", "aiohttp")
+"""The origin clients `proxy.client` selects: the built-in HTTP/1.1 client or aiohttp."""
+HOST_HEADERS = ("origin", "preserve")
+"""What `proxy.host-header` sends: the origin's host, or the client's Host unchanged."""
+
+
 @dataclass(frozen=True, slots=True)
-class ProxyConfig:
-    """How the gate talks to the origin; timeouts in seconds."""
+class ProxySettings:
+    """How the proxy talks to the origin; timeouts in seconds."""
 
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
@@ -162,6 +169,13 @@ class ProxyConfig:
     client: str = "builtin"
     host_header: str = "origin"
     trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # The config loader checks these too (naming the key); this guards direct construction.
+        if self.host_header not in HOST_HEADERS:
+            raise ConfigError(f"proxy.host-header must be origin or preserve: {self.host_header!r}")
+        if self.client not in PROXY_CLIENTS:
+            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +197,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     gate: GateSettings = field(default_factory=GateSettings)
-    proxy: ProxyConfig = field(default_factory=ProxyConfig)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     cookie_keys: tuple[str, ...] = field(default=(), repr=False)
     proof_secret: str = field(default="", repr=False)

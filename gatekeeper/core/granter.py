@@ -38,7 +38,7 @@ class Granter:
         room's controls, so all replicas apply a change within one tick.
         """
         try:
-            live_tick = await self.store.tick_ms()
+            live_tick = await self.store.rate_ms()
             known = set(await self.store.rooms()) | self.rooms.configured
         except StoreError:
             self.metrics.store_errors.labels("grant").inc()

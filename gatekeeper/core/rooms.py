@@ -7,7 +7,8 @@ import math
 from gatekeeper.config import Settings
 from gatekeeper.config.load import policy_for
 from gatekeeper.config.settings import PollingSettings
-from gatekeeper.store.base import ROOM_ID, Mode, RoomPolicy, Status, Ticket
+from gatekeeper.ids import ROOM_ID
+from gatekeeper.store.base import Mode, RoomPolicy, Status, Ticket
 
 
 class Rooms:

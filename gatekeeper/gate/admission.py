@@ -13,11 +13,13 @@ import secrets
 from dataclasses import dataclass
 
 from gatekeeper.asgi import Headers
+from gatekeeper.clock import Clock
 from gatekeeper.errors import StoreError
 from gatekeeper.gate.cookies import read_cookie, set_cookie_header
 from gatekeeper.gate.tokens import CookieCodec
+from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.runtime import Runtime
-from gatekeeper.store.base import TERMINAL, Clock, Mode, Status, Ticket, new_session_id, room_of
+from gatekeeper.store.base import TERMINAL, Mode, Status, Ticket
 
 log = logging.getLogger("gatekeeper.gate")
 

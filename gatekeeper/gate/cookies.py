@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-Headers = list[tuple[bytes, bytes]]
-"""ASGI headers: (lower-case name, value) byte pairs, in order."""
+from gatekeeper.asgi import Headers
 
 _COOKIE = b"cookie"
 _OWS = b" \t"

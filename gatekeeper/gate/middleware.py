@@ -23,6 +23,7 @@ from gatekeeper.asgi import (
     send_json,
     wants_json,
 )
+from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.config import Settings, load_config
 from gatekeeper.core.rooms import estimated_wait_seconds
 from gatekeeper.errors import StoreError
@@ -31,7 +32,7 @@ from gatekeeper.gate.cookies import read_cookie, strip_cookie
 from gatekeeper.gate.paths import PathRules
 from gatekeeper.gate.proof import make_proof
 from gatekeeper.runtime import Runtime, serve_lifespan
-from gatekeeper.store.base import Clock, Ticket
+from gatekeeper.store.base import Ticket
 from gatekeeper.web.pages import PageRenderer, WaitingView, static_file
 
 log = logging.getLogger("gatekeeper.gate")
@@ -42,10 +43,6 @@ RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
 # Routing decisions remembered per (path, raw path); cleared when full (paths are unbounded).
 _ROUTES_MAX = 4096
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class WaitingRoom:
@@ -70,7 +67,7 @@ class WaitingRoom:
         self.runtime = runtime
         self.settings = settings = runtime.settings
         gate = settings.gate
-        self._clock = clock or _wall_ms
+        self._clock = clock or wall_clock
         self.admission = Admission(runtime, self._clock)
         self.codec = self.admission.codec
         self.rules = PathRules(gate, settings.rooms.default_room)

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from gatekeeper.asgi import Scope
 from gatekeeper.config.settings import GateSettings
-from gatekeeper.store.base import ROOM_ID
+from gatekeeper.ids import ROOM_ID
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

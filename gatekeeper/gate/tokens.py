@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itsdangerous import BadData, TimestampSigner
 
 from gatekeeper.errors import ConfigError
-from gatekeeper.store.base import room_of
+from gatekeeper.ids import room_of
 
 VERSION = "1"
 """The payload format version written by `CookieCodec.dumps`."""

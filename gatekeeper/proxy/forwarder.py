@@ -6,21 +6,14 @@ import asyncio
 import functools
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 from urllib.parse import quote
 
-from gatekeeper.asgi import prefers_json
-from gatekeeper.config.settings import ProxyConfig
+from gatekeeper.asgi import Headers, Message, Receive, Scope, Send, prefers_json
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.proxy.h1.client import H1Upstream
-from gatekeeper.proxy.upstream import AiohttpUpstream, Headers, Upstream, UpstreamResponse
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from gatekeeper.proxy.upstream import AiohttpUpstream, Upstream, UpstreamResponse
 
 _HOP_BY_HOP = frozenset(
     b"connection keep-alive proxy-authenticate proxy-authorization proxy-connection te trailer"
@@ -35,36 +28,6 @@ _CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
     "builtin": H1Upstream,
     "aiohttp": AiohttpUpstream,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ProxySettings:
-    """How the proxy talks to the origin; timeouts in seconds."""
-
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    pool_size: int = 100
-    host_header: str = "origin"
-    trusted_proxies: tuple[str, ...] = ()
-    client: str = "builtin"
-
-    @classmethod
-    def from_config(cls, config: ProxyConfig) -> ProxySettings:
-        """The settings of `waitingroom.proxy.*`."""
-        return cls(
-            connect_timeout_s=config.connect_timeout,
-            read_timeout_s=config.read_timeout,
-            pool_size=config.pool_size,
-            host_header=config.host_header,
-            trusted_proxies=config.trusted_proxies,
-            client=config.client,
-        )
-
-    def __post_init__(self) -> None:
-        if self.host_header not in ("origin", "preserve"):
-            raise ConfigError(f"proxy.host-header must be origin or preserve: {self.host_header!r}")
-        if self.client not in _CLIENTS:
-            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}")
 
 
 class ReverseProxy:

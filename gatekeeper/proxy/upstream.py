@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
+from gatekeeper.asgi import Headers
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import OriginTimeout, OriginUnavailable
-
-if TYPE_CHECKING:
-    from gatekeeper.proxy.forwarder import ProxySettings
-
-Headers = list[tuple[bytes, bytes]]
 
 # aiohttp adds these unless told not to; the proxy forwards only what the client sent.
 _SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
@@ -120,7 +117,7 @@ class AiohttpUpstream:
                 # sock_connect rather than connect: waiting for a free pooled connection is
                 # not the origin being slow, and a client that gives up frees its wait.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=s.connect_timeout_s, sock_read=s.read_timeout_s
+                    total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout
                 ),
                 auto_decompress=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,

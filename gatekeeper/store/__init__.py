@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from gatekeeper.clock import Clock
 from gatekeeper.errors import ConfigError
-from gatekeeper.store.base import Clock, Store
+from gatekeeper.store.base import Store
 from gatekeeper.store.memory import MemoryStore
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")

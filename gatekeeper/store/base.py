@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import math
-import re
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
-
-Clock = Callable[[], int]
-"""Returns the current time in integer milliseconds since the epoch."""
-
-ROOM_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# `<token>.<room>`: a token has no dot, so the first dot ends it (one match per lookup).
-_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{22}\.([A-Za-z0-9_.-]{1,64})")
-
-DEFAULT_ROOM = "default"
 
 # How many expired leases / stale waiters one grant step reaps, and how many dead stream
 # entries it may skip: bounds the work of one atomic step whatever the queue length.
@@ -111,17 +99,6 @@ CONTROL_FIELDS = ("capacity", "batch-size", "per-minute", "mode")
 """Live room controls an operator may set; absent ones fall back to the configuration."""
 
 
-def new_session_id(room: str) -> str:
-    """An unguessable session id (128 random bits) that names its room: `<token>.<room>`."""
-    return f"{secrets.token_urlsafe(16)}.{room}"
-
-
-def room_of(session_id: str) -> str | None:
-    """The room a well-formed session id belongs to, or None for a malformed id."""
-    found = _SESSION_ID.fullmatch(session_id)
-    return None if found is None else found.group(1)
-
-
 class Store(Protocol):
     """Atomic waiting-room state. Every method is one atomic step in the backend.
 
@@ -171,11 +148,11 @@ class Store(Protocol):
         """Set (or with None, clear) live controls of a room; every replica sees them."""
         ...
 
-    async def tick_ms(self) -> int | None:
+    async def rate_ms(self) -> int | None:
         """The live grant-loop interval, when an operator set one."""
         ...
 
-    async def set_tick_ms(self, ms: int | None) -> None:
+    async def set_rate_ms(self, ms: int | None) -> None:
         """Set (or clear) the live grant-loop interval of every replica."""
         ...
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from gatekeeper.clock import Clock, wall_clock
+from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
     RATE_TAU_MS,
     REAP_LIMIT,
     SCAN_FACTOR,
     TERMINAL,
-    Clock,
     GrantReport,
     Mode,
     RoomCounts,
@@ -32,7 +32,6 @@ from gatekeeper.store.base import (
     Status,
     Ticket,
     grant_rate,
-    room_of,
 )
 
 AUDIT_LIMIT = 10_000
@@ -65,10 +64,6 @@ def _bucket(r: _Room, now: int, per_minute: int) -> int | None:
 def _spend(r: _Room, now: int, tokens: int | None, used: int) -> None:
     if tokens is not None:
         r.tokens, r.tokens_at = tokens - used * 1000, now
-
-
-def _wall_clock() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _ScoredSet:
@@ -134,11 +129,11 @@ class MemoryStore:
     """`Store` backed by Python dicts; see the Lua scripts for the rules it mirrors."""
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self._clock = clock or _wall_clock
+        self._clock = clock or wall_clock
         self._sessions: dict[str, _Session] = {}
         self._rooms: dict[str, _Room] = {}
         self._retired: deque[tuple[int, str, int]] = deque()
-        self._tick_ms: int | None = None
+        self._rate_ms: int | None = None
         self._audit: deque[dict[str, str]] = deque(maxlen=AUDIT_LIMIT)
 
     def _ticket(self, sid: str, room_id: str, status: Status, seq: int, now: int) -> Ticket:
@@ -325,11 +320,11 @@ class MemoryStore:
             else:
                 controls[key] = value
 
-    async def tick_ms(self) -> int | None:
-        return self._tick_ms
+    async def rate_ms(self) -> int | None:
+        return self._rate_ms
 
-    async def set_tick_ms(self, ms: int | None) -> None:
-        self._tick_ms = ms
+    async def set_rate_ms(self, ms: int | None) -> None:
+        self._rate_ms = ms
 
     async def audit(self, entry: dict[str, str]) -> None:
         self._audit.append({"ts": str(self._clock()), **entry})

@@ -21,8 +21,9 @@ from gatekeeper.asgi import (
 )
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
+from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import ROOM_ID, Mode, Store, room_of
+from gatekeeper.store.base import Mode, Store
 
 # JSON field → (store control field, bounds) of the live room settings.
 _FIELDS = {
@@ -98,7 +99,7 @@ class AdminAPI:
             if rate is not None and rate is not ... and not _int_in(rate, 10, 60_000):
                 return await send_error(send, 400, "bad_request", "rateMs: 10..60000 or null")
             if rate is not ...:
-                await self.store.set_tick_ms(rate)
+                await self.store.set_rate_ms(rate)
                 await self.store.audit({"action": "settings", "detail": _dump(body), **actor})
             return await send_json(send, 200, await self._settings())
         if path.startswith("/sessions/") and path.endswith(":revoke") and method == "POST":
@@ -191,7 +192,7 @@ class AdminAPI:
         }
 
     async def _settings(self) -> dict[str, object]:
-        return {"rateMs": await self.store.tick_ms()}
+        return {"rateMs": await self.store.rate_ms()}
 
 
 def _actor(scope: Scope) -> dict[str, str]:

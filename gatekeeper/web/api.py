@@ -18,8 +18,9 @@ from gatekeeper.asgi import (
 from gatekeeper.config import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
+from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Status, Store, Ticket, new_session_id, room_of
+from gatekeeper.store.base import Status, Store, Ticket
 
 log = logging.getLogger("gatekeeper.web.api")
 

@@ -8,7 +8,8 @@ from gatekeeper.config import load_config
 from gatekeeper.core.granter import Granter
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
-from gatekeeper.store.base import GrantReport, RoomPolicy, Status, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import GrantReport, RoomPolicy, Status
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
 

@@ -15,7 +15,7 @@ from itsdangerous import TimestampSigner
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.gate.tokens import MAX_COOKIE_LEN, CookieCodec, Visitor
-from gatekeeper.store.base import new_session_id
+from gatekeeper.ids import new_session_id
 
 K1 = "first-secret-key-0123456789"
 K2 = b"second-secret-key-abcdefghij"

@@ -13,10 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
+from gatekeeper.asgi import Headers
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import ConfigError, OriginTimeout
-from gatekeeper.proxy.forwarder import ProxySettings, ReverseProxy
+from gatekeeper.proxy.forwarder import ReverseProxy
 from gatekeeper.proxy.h1.client import H1Upstream
-from gatekeeper.proxy.upstream import AiohttpUpstream, Headers, UpstreamResponse
+from gatekeeper.proxy.upstream import AiohttpUpstream, UpstreamResponse
 from tests.proxy_helpers import (
     MB,
     Origin,
@@ -306,7 +308,7 @@ async def test_502_when_origin_hangs_up_or_talks_nonsense(reply: bytes, kind: st
 async def test_504_when_origin_slower_than_read_timeout(
     origin_url: str, origin: Origin, kind: str
 ) -> None:
-    settings = ProxySettings(read_timeout_s=0.3, client=kind)
+    settings = ProxySettings(read_timeout=0.3, client=kind)
     async with serve_proxy(origin_url, settings) as (_, url):
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             started = time.monotonic()
@@ -324,7 +326,7 @@ async def test_504_when_origin_never_answers(kind: str) -> None:
         await reader.read()
 
     async with raw_origin(handle) as url:
-        async with serve_proxy(url, ProxySettings(read_timeout_s=0.3, client=kind)) as (
+        async with serve_proxy(url, ProxySettings(read_timeout=0.3, client=kind)) as (
             _,
             proxy_url,
         ):
@@ -338,7 +340,7 @@ async def test_504_when_origin_never_answers(kind: str) -> None:
 async def test_origin_failure_mid_body_aborts_response(
     origin_url: str, path: str, read_timeout: float, kind: str
 ) -> None:
-    async with serve_proxy(origin_url, ProxySettings(read_timeout_s=read_timeout, client=kind)) as (
+    async with serve_proxy(origin_url, ProxySettings(read_timeout=read_timeout, client=kind)) as (
         _,
         url,
     ):

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from gatekeeper.asgi import Headers
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import OriginTimeout, OriginUnavailable
-from gatekeeper.proxy.forwarder import ProxySettings
 from gatekeeper.proxy.h1 import client as origin_client
 from gatekeeper.proxy.h1.client import H1Upstream
-from gatekeeper.proxy.upstream import Headers
 from tests.proxy_helpers import MB, Origin, ThreadedServer, port_of, raw_origin
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -339,7 +339,7 @@ async def test_origin_never_answers_times_out_and_is_hung_up_on() -> None:
         assert await reader.read() == b""
         hung_up.set()
 
-    async with raw_origin(handle) as url, upstream(url, read_timeout_s=0.3) as client:
+    async with raw_origin(handle) as url, upstream(url, read_timeout=0.3) as client:
         started = time.monotonic()
         with pytest.raises(OriginTimeout):
             await fetch(client)
@@ -353,7 +353,7 @@ async def test_origin_stalls_mid_body_times_out() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
         await reader.read()
 
-    async with raw_origin(handle) as url, upstream(url, read_timeout_s=0.3) as client:
+    async with raw_origin(handle) as url, upstream(url, read_timeout=0.3) as client:
         response = await client.send("GET", "/", [], None, None)
         assert await anext(response.body()) == b"abc"
         with pytest.raises(OriginTimeout):
@@ -377,7 +377,7 @@ async def test_tls_handshake_counts_towards_connect_timeout() -> None:
 
     async with raw_origin(handle) as url:
         https = url.replace("http://", "https://")
-        async with upstream(https, connect_timeout_s=0.3, read_timeout_s=30) as client:
+        async with upstream(https, connect_timeout=0.3, read_timeout=30) as client:
             started = time.monotonic()
             with pytest.raises(OriginTimeout):
                 await fetch(client)

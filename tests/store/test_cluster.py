@@ -22,8 +22,9 @@ from redis.exceptions import (
 
 from gatekeeper.config import load_config
 from gatekeeper.errors import ConfigError, StoreError
+from gatekeeper.ids import new_session_id
 from gatekeeper.store import open_store, parse_cluster_url
-from gatekeeper.store.base import RoomPolicy, Status, new_session_id
+from gatekeeper.store.base import RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import unique_prefix
 from tests.redis_cluster import RedisClusterProcesses
@@ -90,7 +91,7 @@ async def test_rooms_spread_over_the_nodes_and_each_room_stays_on_one(
             await store.set_controls(room, {"mode": "open"})
             assert (await store.counts(room)).waiting == 2
     await store.audit({"action": "test"})
-    await store.set_tick_ms(250)
+    await store.set_rate_ms(250)
 
     seen: dict[str, int] = {}  # key → port of the node holding it
     for port in cluster.ports:
@@ -111,7 +112,7 @@ async def test_rooms_spread_over_the_nodes_and_each_room_stays_on_one(
     # The global keys are single-key commands: wherever their slot is, they work.
     assert {f"{prefix}:rooms", f"{prefix}:control", f"{prefix}:audit"} <= set(seen)
     assert sorted(await store.rooms()) == sorted(r for rooms in placed.values() for r in rooms)
-    assert await store.tick_ms() == 250
+    assert await store.rate_ms() == 250
     assert (await store.audit_log(5))[0]["action"] == "test"
     await store.ping()
 

@@ -12,7 +12,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from gatekeeper.store.base import RoomPolicy, Status, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import unique_prefix
 from tests.redis_cluster import RedisClusterProcesses

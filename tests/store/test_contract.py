@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gatekeeper.store.base import (
-    REAP_LIMIT,
-    RoomPolicy,
-    Status,
-    Store,
-    new_session_id,
-    room_of,
-)
+from gatekeeper.ids import new_session_id, room_of
+from gatekeeper.store.base import REAP_LIMIT, RoomPolicy, Status, Store
 from tests.conftest import FakeClock
 
 ROOM = "E1"
@@ -388,11 +382,11 @@ async def test_oldest_queued_join_time(store: Store, policy: RoomPolicy, clock: 
 
 
 async def test_tick_and_audit_log(store: Store):
-    assert await store.tick_ms() is None
-    await store.set_tick_ms(50)
-    assert await store.tick_ms() == 50
-    await store.set_tick_ms(None)
-    assert await store.tick_ms() is None
+    assert await store.rate_ms() is None
+    await store.set_rate_ms(50)
+    assert await store.rate_ms() == 50
+    await store.set_rate_ms(None)
+    assert await store.rate_ms() is None
     for n in range(3):
         await store.audit({"action": "set", "room": ROOM, "n": str(n)})
     log = await store.audit_log(2)

@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gatekeeper.errors import StoreError
-from gatekeeper.store.base import RoomPolicy, Status, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import FakeClock, unique_prefix
 from tests.redis_server import RedisServer, free_port

@@ -17,7 +17,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from gatekeeper.store.base import RoomPolicy, Status, Ticket, new_session_id
+from gatekeeper.ids import new_session_id
+from gatekeeper.store.base import RoomPolicy, Status, Ticket
 from gatekeeper.store.memory import MemoryStore
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import FakeClock, unique_prefix

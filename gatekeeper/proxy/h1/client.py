@@ -6,16 +6,15 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from gatekeeper.asgi import Headers
+from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import OriginError, OriginTimeout, OriginUnavailable
-from gatekeeper.proxy.upstream import Headers, UpstreamResponse
-
-if TYPE_CHECKING:
-    from gatekeeper.proxy.forwarder import ProxySettings
+from gatekeeper.proxy.upstream import UpstreamResponse
 
 # Idle connections are closed before common servers' 5 s keep-alive (uvicorn, nginx defaults),
 # so a request is never sent on a connection the origin is about to close.
@@ -549,7 +548,7 @@ class H1Upstream:
         if self._pool is None:
             s = self._settings
             context = ssl.create_default_context() if self._tls else None
-            self._pool = _Pool(self._host, self._port, context, s.pool_size, s.connect_timeout_s)
+            self._pool = _Pool(self._host, self._port, context, s.pool_size, s.connect_timeout)
         return self._pool
 
     async def send(
@@ -565,7 +564,7 @@ class H1Upstream:
         head = self._head(method, target, headers, body, content_length)
         chunked = body is not None and content_length is None
         head_only = method == "HEAD"
-        timeout = self._settings.read_timeout_s
+        timeout = self._settings.read_timeout
         idempotent = body is None and method in _RETRYABLE
         retry = True
         conn = await pool.acquire()

@@ -22,20 +22,20 @@ from redis.exceptions import (
 )
 from redis.typing import EncodableT
 
+from gatekeeper.clock import Clock
 from gatekeeper.errors import StoreError
+from gatekeeper.ids import room_of
 from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.store.base import (
     RATE_TAU_MS,
     REAP_LIMIT,
     SCAN_FACTOR,
-    Clock,
     GrantReport,
     RoomCounts,
     RoomPolicy,
     Status,
     Ticket,
     grant_rate,
-    room_of,
 )
 from gatekeeper.store.redis import resp
 
@@ -426,12 +426,12 @@ class RedisStore:
             await self._set_controls(keys=[self.keys(room).control], args=args)
 
     @_translated
-    async def tick_ms(self) -> int | None:
+    async def rate_ms(self) -> int | None:
         value = await self._redis.hget(self._control_key, "rate-ms")
         return None if value is None else int(value)
 
     @_translated
-    async def set_tick_ms(self, ms: int | None) -> None:
+    async def set_rate_ms(self, ms: int | None) -> None:
         if ms is None:
             await self._redis.hdel(self._control_key, "rate-ms")
         else:
