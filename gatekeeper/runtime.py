@@ -27,16 +27,7 @@ class Runtime:
         self, settings: Settings, *, store: Store | None = None, clock: Clock | None = None
     ) -> None:
         self.settings = settings
-        r = settings.redis
-        self.store = store or open_store(
-            r.url,
-            key_prefix=r.key_prefix,
-            stream=r.stream,
-            pool_size=r.pool_size,
-            connect_timeout_s=r.connect_timeout_ms / 1000,
-            socket_timeout_s=r.socket_timeout_ms / 1000,
-            clock=clock,
-        )
+        self.store = store or open_store(settings.redis, clock=clock)
         self.rooms = Rooms(settings)
         self.metrics = Metrics()
         self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms, self.metrics)

@@ -47,9 +47,9 @@ import httpx
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.gate.proof import verify_proof
 from gatekeeper.gate.tokens import CookieCodec
-from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
 from tests.conftest import unique_prefix
 from tests.redis_server import free_port
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.config.settings import HOST_HEADERS, PROXY_CLIENTS
 from gatekeeper.config.settings import AdminSettings as AdminSettings
 from gatekeeper.config.settings import ApiSettings as ApiSettings
@@ -74,7 +75,6 @@ def _valid(check: Callable[[str], object]) -> Callable[[str], bool]:
 
 @_valid
 def _redis_url(url: str) -> bool:
-    from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
 
     scheme, _, rest = url.partition("://")
     if scheme in CLUSTER_SCHEMES:

@@ -95,8 +95,20 @@ class Mode(StrEnum):
     """The gate lets everyone through but still counts them."""
 
 
-CONTROL_FIELDS = ("capacity", "batch-size", "per-minute", "mode")
-"""Live room controls an operator may set; absent ones fall back to the configuration."""
+class Control(StrEnum):
+    """A live room control an operator may set; an absent one falls back to the configuration.
+
+    The values are the fields of the room's control hash in Redis (and of lib.lua).
+    """
+
+    CAPACITY = "capacity"
+    BATCH_SIZE = "batch-size"
+    PER_MINUTE = "per-minute"
+    MODE = "mode"
+
+
+CONTROL_FIELDS = tuple(Control)
+"""Every live control, in order."""
 
 
 class Store(Protocol):

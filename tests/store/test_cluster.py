@@ -21,9 +21,11 @@ from redis.exceptions import (
 )
 
 from gatekeeper.config import load_config
+from gatekeeper.config.redis_url import parse_cluster_url
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.errors import ConfigError, StoreError
 from gatekeeper.ids import new_session_id
-from gatekeeper.store import open_store, parse_cluster_url
+from gatekeeper.store import open_store
 from gatekeeper.store.base import RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import unique_prefix
@@ -348,4 +350,4 @@ def test_cluster_urls_parse_and_validate():
             load_config(environ={"WAITINGROOM_REDIS_URL": bad})
     url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
     assert load_config(environ={"WAITINGROOM_REDIS_URL": url}).redis.url == url
-    assert isinstance(open_store(url), RedisStore)
+    assert isinstance(open_store(RedisSettings(url=url)), RedisStore)

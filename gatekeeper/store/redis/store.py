@@ -23,9 +23,9 @@ from redis.exceptions import (
 from redis.typing import EncodableT
 
 from gatekeeper.clock import Clock
+from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import room_of
-from gatekeeper.store import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.store.base import (
     RATE_TAU_MS,
     REAP_LIMIT,
