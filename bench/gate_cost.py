@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from gatekeeper.app import WaitingRoom
 from gatekeeper.asgi import Message, Receive, Scope, Send
 from gatekeeper.config import load_config
-from gatekeeper.gate.middleware import WaitingRoom
 
 BODY = b"x" * 2048
 START: Message = {

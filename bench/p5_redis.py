@@ -13,6 +13,7 @@ import redis
 from bench.procs import BenchError, Procs
 from bench.report import Context, Row
 from bench.servers import start_redis
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.ids import new_session_id
 from gatekeeper.store.base import RoomPolicy
 from gatekeeper.store.redis import RedisKeys, RedisStore
@@ -56,7 +57,7 @@ class Loader:
 
     async def open_room(self, room: str) -> None:
         """The first visitor (admitted at once) through the real store; loads the scripts."""
-        store = RedisStore.from_url(self.url)
+        store = RedisStore.open(RedisSettings(url=self.url))
         try:
             ticket = await store.join(room, new_session_id(room), JOIN)
         finally:
@@ -129,7 +130,7 @@ class Loader:
 
 async def grant_times(loader: Loader, room: str, calls: int) -> tuple[float, float]:
     """Medians of `calls` grant steps that each admit 100: ms at the client and in Redis."""
-    store = RedisStore.from_url(loader.url)
+    store = RedisStore.open(RedisSettings(url=loader.url))
     try:
         await store.grant(room, GRANT)  # the first call may re-send the script
         loader.log_every_command()

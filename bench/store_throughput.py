@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.ids import new_session_id
 from gatekeeper.store.base import RoomPolicy, Store
 from gatekeeper.store.memory import MemoryStore
@@ -68,7 +69,9 @@ async def main(redis_url: str | None, n: int, concurrency: int) -> None:
         redis_url = server.url
     try:
         memory = await measure(MemoryStore(), n, concurrency)
-        redis_store = RedisStore.from_url(redis_url, key_prefix=f"bench-{time.time_ns()}")
+        redis_store = RedisStore.open(
+            RedisSettings(url=redis_url, key_prefix=f"bench-{time.time_ns()}")
+        )
         redis = await measure(redis_store, n, concurrency)
         await redis_store.aclose()
     finally:

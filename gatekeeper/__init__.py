@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.app import create_app
+from gatekeeper.app import WaitingRoom, create_app
 from gatekeeper.config import Settings, load_config
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import (
@@ -13,7 +13,6 @@ from gatekeeper.errors import (
     OriginUnavailable,
     StoreError,
 )
-from gatekeeper.gate.middleware import WaitingRoom
 from gatekeeper.proxy.forwarder import ReverseProxy
 from gatekeeper.store import open_store
 

@@ -1,10 +1,10 @@
-"""Small ASGI helpers shared by the API and the gate: JSON replies and bounded body reads."""
+"""The ASGI type aliases and small helpers shared by every face: replies, body reads, lifespan."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -14,6 +14,19 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 """ASGI headers: (lower-case name, value) byte pairs, in order."""
 HeaderSeq = Sequence[tuple[bytes, bytes]]
+
+
+class Lifecycle(Protocol):
+    """What starts and stops with the ASGI lifespan (the store, the grant loop)."""
+
+    async def start(self) -> None:
+        """Start (idempotent)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop and release everything (idempotent)."""
+        ...
+
 
 NO_STORE = (b"cache-control", b"no-store, private")
 # One encoder for every answer: json.dumps with options builds a new encoder on each call.
@@ -103,3 +116,20 @@ async def send_error(
 ) -> None:
     """Send the API's error shape: `{"error": {"code", "message"}}`."""
     await send_json(send, status, {"error": {"code": code, "message": message}}, headers)
+
+
+async def serve_lifespan(lifecycle: Lifecycle, receive: Receive, send: Send) -> None:
+    """Run the ASGI lifespan protocol for a lifecycle with no app of its own around it."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await lifecycle.start()
+            except Exception as exc:
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await lifecycle.stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

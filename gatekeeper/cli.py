@@ -6,9 +6,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
+from urllib.parse import urlsplit
 
 from gatekeeper.config import Settings, load_config
-from gatekeeper.config.load import describe
 from gatekeeper.errors import ConfigError
 from gatekeeper.logs import configure
 
@@ -44,6 +45,50 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "port", None) is not None:
         overrides["waitingroom.server.port"] = args.port
     return load_config(args.config, overrides=overrides)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if x == int(x) else str(x)
+
+
+def describe(settings: Settings) -> str:
+    """A short human summary for `gatekeeper check-config`; never shows secrets or passwords."""
+    s, r, lc = settings, settings.redis, settings.lifecycle
+    if r.in_memory:
+        store = "in-memory (embedded, single process)"
+    else:  # scheme, host and path only: the URL may carry a password
+        u = urlsplit(r.url)
+        where = f"{u.scheme}://{u.netloc.rpartition('@')[2]}{u.path}"
+        store = f"redis {where} (key prefix {r.key_prefix!r}, stream {r.stream!r})"
+    rooms = []
+    for room, o in sorted(s.rooms.overrides.items()):
+        values = ((f.name, getattr(o, f.name)) for f in fields(o))
+        parts = [
+            f"{k} {_num(v)}{'' if isinstance(v, int) else 's'}" for k, v in values if v is not None
+        ]
+        rooms.append(f"{room} ({', '.join(parts)})")
+    cookie = s.gate.cookie
+    gate = f"proxying to {s.gate.origin}" if s.gate.origin else "API-only (no origin)"
+    if s.gate.origin:
+        gate += f", failure policy {s.gate.failure_policy}, cookie {cookie.name!r}"
+    lines = [
+        f"store:      {store}",
+        f"processing: capacity {s.processing.capacity}, batch {s.processing.batch_size} "
+        f"every {s.processing.rate_ms} ms",
+        f"lifecycle:  waiting timeout {_num(lc.waiting_timeout)}s, claim window "
+        f"{_num(lc.claim_window)}s, idle timeout {_num(lc.idle_timeout)}s, "
+        f"retention {_num(lc.retention)}s",
+        f"polling:    {s.polling.min_ms}..{s.polling.max_ms} ms",
+        f"rooms:      default {s.rooms.default_room!r}, "
+        f"{'unlisted rooms allowed' if s.rooms.allow_unlisted else 'listed rooms only'}; "
+        f"overrides: {'; '.join(rooms) or 'none'}",
+        f"api:        {s.api.prefix} on {s.server.host}:{s.server.port}",
+        f"gate:       {gate}",
+        f"secrets:    {len(s.cookie_keys)} cookie key(s), proof secret "
+        f"{'set' if s.proof_secret else 'not set'}, admin token "
+        f"{'set' if s.admin_token else 'not set'}",
+    ]
+    return "\n".join(lines)
 
 
 def _run(settings: Settings, log_level: str) -> None:

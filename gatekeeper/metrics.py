@@ -15,6 +15,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from gatekeeper.store.base import GrantReport
+from gatekeeper.verdicts import COUNTED, Verdict
 
 
 class Metrics:
@@ -65,9 +66,9 @@ class Metrics:
             child = self._joins[(room, admitted)] = self.joins.labels(room, str(admitted).lower())
         child.inc()
 
-    def decision(self, name: str) -> None:
-        """Count one gate decision."""
-        self._hot.decisions[name] += 1
+    def decision(self, verdict: Verdict) -> None:
+        """Count one gate decision (ABSENT, auth_request's newcomer, counts as WAITING)."""
+        self._hot.decisions[Verdict.WAITING if verdict is Verdict.ABSENT else verdict] += 1
 
     def response(self, status: int, seconds: float) -> None:
         """Count one forwarded response and its latency."""
@@ -95,18 +96,6 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-_DECISIONS = (
-    "pass",
-    "admitted",
-    "waiting",
-    "held",
-    "unavailable",
-    "fail_open",
-    "passthrough",
-    "bypass",
-)
-
-
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -118,7 +107,7 @@ class _PerRequest(Collector):
     """
 
     def __init__(self) -> None:
-        self.decisions = dict.fromkeys(_DECISIONS, 0)
+        self.decisions: dict[str, int] = dict.fromkeys(COUNTED, 0)
         self.statuses: dict[int, int] = {}
         # Per status class 1xx..5xx: a count per bucket (the last one is +Inf), and the sum.
         self.counts = [[0] * (len(LATENCY_BUCKETS) + 1) for _ in range(5)]

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.store.base import RoomPolicy, Store
 from gatekeeper.store.memory import MemoryStore
 from gatekeeper.store.redis import RedisStore
@@ -121,7 +122,7 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         return
     name = "redis_cluster_url" if request.param == "cluster" else "redis_url"
     url = request.getfixturevalue(name)
-    s = RedisStore.from_url(url, key_prefix=unique_prefix(), clock=clock)
+    s = RedisStore.open(RedisSettings(url=url, key_prefix=unique_prefix()), clock=clock)
     try:
         yield s
     finally:

@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gatekeeper.cli import describe
+from gatekeeper.config import load_config
+from tests.config.support import ROOMS, load
 from tests.conftest import unique_prefix
 from tests.redis_server import free_port
 
@@ -143,3 +146,23 @@ def test_check_config_accepts_the_shipped_config_and_names_a_bad_key(tmp_path: P
     )
     assert failed.returncode == 2
     assert "waitingroom.processing.capacity" in failed.stderr
+
+
+def test_describe_summarises_without_secrets(tmp_path: Path) -> None:
+    s = load(
+        tmp_path,
+        ROOMS + "  redis: {url: 'redis://:hunter2hunter2@cache:6379/0'}\n"
+        "  gate: {origin: 'https://shop.example.com'}\n",
+        WAITINGROOM_ADMIN_TOKEN="admin-token-0123456789",
+    )
+    text = describe(s)
+    assert "redis://cache:6379/0" in text and "hunter2" not in text
+    assert "capacity 50" in text and "batch 5 every 200 ms" in text
+    assert "black-friday (capacity 500, batch_size 50" in text and "listed rooms only" in text
+    assert "proxying to https://shop.example.com" in text
+    assert "admin token set" in text and "admin-token" not in text
+
+
+def test_describe_defaults() -> None:
+    text = describe(load_config(environ={}))
+    assert "in-memory" in text and "API-only" in text and "overrides: none" in text

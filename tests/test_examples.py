@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 
 from examples import middleware_starlette
-from gatekeeper.gate.middleware import WaitingRoom
-from tests.gate.test_middleware import lifespan
+from gatekeeper.app import WaitingRoom
+from tests.gate.harness import lifespan
 
 
 def find_gate(app: object) -> WaitingRoom:

@@ -34,16 +34,17 @@ class Granter:
     async def tick(self) -> dict[str, GrantReport]:
         """One grant step in every known room; a failing room is logged and retried next tick.
 
-        Each tick also picks up what operators changed live: the tick interval and every
+        Each tick also picks up what operators changed live: the rate (`rate_ms`) and every
         room's controls, so all replicas apply a change within one tick.
         """
         try:
-            live_tick = await self.store.rate_ms()
+            live_rate_ms = await self.store.rate_ms()
             known = set(await self.store.rooms()) | self.rooms.configured
         except StoreError:
             self.metrics.store_errors.labels("grant").inc()
             raise
-        self.rate_ms = live_tick or self.configured_rate_ms
+        self.rate_ms = live_rate_ms or self.configured_rate_ms
+        self.rooms.set_rate_ms(self.rate_ms)
         reports: dict[str, GrantReport] = {}
         for room in sorted(known):
             try:
@@ -54,7 +55,7 @@ class Granter:
                 log.warning("grant failed in room %s: %s", room, exc)
                 continue
             reports[room] = report
-            self.metrics.grant_report(room, report, self.rooms.effective(room)[0])
+            self.metrics.grant_report(room, report, self.rooms.effective(room).capacity)
         return reports
 
     async def run(self) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from gatekeeper.asgi import Headers
+from gatekeeper.asgi import Headers, HeaderSeq
 
 _COOKIE = b"cookie"
 _OWS = b" \t"
@@ -26,7 +27,7 @@ def _is_cookie_header(key: bytes) -> bool:
     return key == _COOKIE or key.lower() == _COOKIE
 
 
-def read_cookie(headers: Headers, name: str) -> str | None:
+def read_cookie(headers: HeaderSeq, name: str) -> str | None:
     """The value of cookie `name` in the request's Cookie headers (first one wins), else None.
 
     Surrounding whitespace and one pair of double quotes are removed; never raises.
@@ -45,7 +46,7 @@ def read_cookie(headers: Headers, name: str) -> str | None:
     return None
 
 
-def strip_cookie(headers: Headers, name: str, *, family: bool = False) -> Headers:
+def strip_cookie(headers: HeaderSeq, name: str, *, family: bool = False) -> Headers:
     """`headers` with every cookie `name` removed from the Cookie headers.
 
     With `family`, cookies named `name-<anything>` go too (the per-room cookies).
@@ -76,24 +77,36 @@ def _ours(pair: bytes, want: bytes, family: bool) -> bool:
     return found == want or (family and found.startswith(want + b"-"))
 
 
-def _attributes(path: str, domain: str | None, secure: bool, same_site: str) -> bytes:
+@dataclass(frozen=True, slots=True)
+class CookieAttributes:
+    """The attributes of a Set-Cookie header: lifetime, scope and how browsers may send it."""
+
+    secure: bool
+    same_site: str
+    max_age_s: int = 0
+    path: str = "/"
+    domain: str | None = None
+    http_only: bool = True
+
+
+def _attributes(a: CookieAttributes) -> bytes:
     attrs = b""
-    path_b = path.encode("ascii")
+    path_b = a.path.encode("ascii")
     if not path_b.startswith(b"/") or not _ATTR.fullmatch(path_b):
-        raise ValueError(f"invalid cookie path: {path!r}")
+        raise ValueError(f"invalid cookie path: {a.path!r}")
     attrs += b"; Path=" + path_b
-    if domain is not None:
-        domain_b = domain.encode("ascii")
+    if a.domain is not None:
+        domain_b = a.domain.encode("ascii")
         if not domain_b or b" " in domain_b or not _ATTR.fullmatch(domain_b):
-            raise ValueError(f"invalid cookie domain: {domain!r}")
+            raise ValueError(f"invalid cookie domain: {a.domain!r}")
         attrs += b"; Domain=" + domain_b
-    site = _SAME_SITE.get(same_site.lower())
+    site = _SAME_SITE.get(a.same_site.lower())
     if site is None:
-        raise ValueError(f"invalid SameSite value: {same_site!r} (lax, strict or none)")
-    if site == b"None" and not secure:
+        raise ValueError(f"invalid SameSite value: {a.same_site!r} (lax, strict or none)")
+    if site == b"None" and not a.secure:
         # Browsers drop SameSite=None cookies that are not Secure.
         raise ValueError("SameSite=None requires secure=True")
-    if secure:
+    if a.secure:
         attrs += b"; Secure"
     return attrs + b"; SameSite=" + site
 
@@ -105,40 +118,23 @@ def _checked_name(name: str) -> bytes:
     return name_b
 
 
-def set_cookie_header(
-    name: str,
-    value: str,
-    *,
-    max_age_s: int,
-    secure: bool,
-    same_site: str,
-    path: str = "/",
-    domain: str | None = None,
-    http_only: bool = True,
-) -> tuple[bytes, bytes]:
+def set_cookie_header(name: str, value: str, attributes: CookieAttributes) -> tuple[bytes, bytes]:
     """A `set-cookie` header; raises ValueError on a name, value or attribute a browser rejects."""
     name_b = _checked_name(name)
     value_b = value.encode("ascii")
     if not _VALUE.fullmatch(value_b):
         raise ValueError("cookie value contains characters not allowed in a cookie")
-    if max_age_s < 0:
-        raise ValueError(f"max_age_s must be >= 0, got {max_age_s}")
-    header = name_b + b"=" + value_b + b"; Max-Age=" + str(max_age_s).encode("ascii")
-    header += _attributes(path, domain, secure, same_site)
-    if http_only:
+    if attributes.max_age_s < 0:
+        raise ValueError(f"max_age_s must be >= 0, got {attributes.max_age_s}")
+    header = name_b + b"=" + value_b + b"; Max-Age=" + str(attributes.max_age_s).encode("ascii")
+    header += _attributes(attributes)
+    if attributes.http_only:
         header += b"; HttpOnly"
     return (b"set-cookie", header)
 
 
-def delete_cookie_header(
-    name: str,
-    *,
-    secure: bool,
-    same_site: str,
-    path: str = "/",
-    domain: str | None = None,
-) -> tuple[bytes, bytes]:
+def delete_cookie_header(name: str, attributes: CookieAttributes) -> tuple[bytes, bytes]:
     """A `set-cookie` header removing cookie `name`; path and domain must match the original."""
     header = _checked_name(name) + b"=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
-    header += _attributes(path, domain, secure, same_site)
+    header += _attributes(attributes)
     return (b"set-cookie", header + b"; HttpOnly")

@@ -12,8 +12,9 @@ from urllib.parse import quote
 from gatekeeper.asgi import Headers, Message, Receive, Scope, Send, prefers_json
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
+from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
 from gatekeeper.proxy.h1.client import H1Upstream
-from gatekeeper.proxy.upstream import AiohttpUpstream, Upstream, UpstreamResponse
+from gatekeeper.proxy.upstream import Upstream, UpstreamResponse
 
 _HOP_BY_HOP = frozenset(
     b"connection keep-alive proxy-authenticate proxy-authorization proxy-connection te trailer"
@@ -24,10 +25,11 @@ _DROP_TRUSTED = _HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for"}
 _DROP_UNTRUSTED = _DROP_TRUSTED | {b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _PATH_SAFE = "/:@!$&'()*+,;=~"
-_CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
+CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
     "builtin": H1Upstream,
     "aiohttp": AiohttpUpstream,
 }
+"""The origin client class for each `proxy.client` value (config.settings.PROXY_CLIENTS)."""
 
 
 class ReverseProxy:
@@ -51,7 +53,7 @@ class ReverseProxy:
 
     async def _open(self) -> Upstream:
         if self._upstream is None:
-            client = _CLIENTS[self._settings.client]
+            client = CLIENTS[self._settings.client]
             upstream = self._upstream = client(self._origin, self._settings)
             await upstream.open()
         return self._upstream

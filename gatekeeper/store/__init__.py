@@ -1,4 +1,4 @@
-"""State stores: `open_store(url)` picks the backend from the URL scheme."""
+"""State stores: `open_store(settings)` picks the backend from the URL scheme."""
 
 from __future__ import annotations
 
@@ -21,13 +21,5 @@ def open_store(settings: RedisSettings, *, clock: Clock | None = None) -> Store:
     if url.startswith(schemes):
         from gatekeeper.store.redis import RedisStore
 
-        return RedisStore.from_url(
-            url,
-            key_prefix=settings.key_prefix,
-            stream=settings.stream,
-            pool_size=settings.pool_size,
-            connect_timeout_s=settings.connect_timeout_ms / 1000,
-            socket_timeout_s=settings.socket_timeout_ms / 1000,
-            clock=clock,
-        )
+        return RedisStore.open(settings, clock=clock)
     raise ConfigError(f"waitingroom.redis.url: unsupported scheme in {url!r}")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from gatekeeper.ids import room_of
+
 # How many expired leases / stale waiters one grant step reaps, and how many dead stream
 # entries it may skip: bounds the work of one atomic step whatever the queue length.
 REAP_LIMIT = 200
@@ -14,6 +16,9 @@ SCAN_FACTOR = 10
 
 # Time constant (ms) of the decaying grant-rate estimate used for ETAs.
 RATE_TAU_MS = 60_000
+
+# Operator actions the audit log keeps (the oldest go first).
+AUDIT_LIMIT = 10_000
 
 
 class Status(StrEnum):
@@ -114,7 +119,10 @@ CONTROL_FIELDS = tuple(Control)
 class Store(Protocol):
     """Atomic waiting-room state. Every method is one atomic step in the backend.
 
-    Backends raise `StoreError` (and nothing else) when they cannot answer.
+    A session id names its room (`<token>.<room>`, see `gatekeeper.ids`), and every backend
+    follows that one rule: `join` accepts only ids of the room it is given, and `poll` and
+    `leave` find the room from the id alone (`room_of`). Backends raise `StoreError` (and
+    nothing else) when they cannot answer.
     """
 
     async def join(
@@ -123,19 +131,24 @@ class Store(Protocol):
         """Create a session; ACTIVE at once when the room has room and nobody waits.
 
         Idempotent by session id: joining with an existing id returns its current ticket.
+        Raises `ValueError` before writing anything when `room_of(session_id) != room` (a
+        malformed id, or one of another room): that is a caller's bug (`require_room`).
         """
         ...
 
     async def poll(self, session_id: str, policy: RoomPolicy) -> Ticket | None:
         """Read a session and record that its owner is alive (heartbeat / lease renewal).
 
-        None when the id is unknown, malformed or past its retention.
+        The room is `room_of(session_id)`. None, and nothing changes, when the id is
+        malformed, when that room has no such session, or when it is past its retention.
         """
         ...
 
     async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
-        """Release a session (idempotent). False when the id is unknown.
+        """Release a session (idempotent); True when it exists.
 
+        The room is `room_of(session_id)`. False, and nothing changes, when the id is
+        malformed, when that room has no such session, or when it is past its retention.
         `revoke` (an operator's action) ends it as EXPIRED instead of LEFT.
         """
         ...
@@ -183,6 +196,13 @@ class Store(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+def require_room(room: str, session_id: str) -> None:
+    """Raise `ValueError` unless `session_id` is a well-formed id of `room` (`Store.join`)."""
+    if room_of(session_id) != room:
+        # The id itself stays out of the message: it is the visitor's bearer secret.
+        raise ValueError(f"not a session id of room {room!r}")
 
 
 def grant_rate(rate_sum: float, rate_at: int, rate_since: int, now: int) -> float:

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
+    AUDIT_LIMIT,
     RATE_TAU_MS,
     REAP_LIMIT,
     SCAN_FACTOR,
     TERMINAL,
+    Control,
     GrantReport,
     Mode,
     RoomCounts,
@@ -32,9 +34,9 @@ from gatekeeper.store.base import (
     Status,
     Ticket,
     grant_rate,
+    require_room,
 )
 
-AUDIT_LIMIT = 10_000
 _ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
 
@@ -42,10 +44,10 @@ def _controls(r: _Room, policy: RoomPolicy) -> tuple[int, int, int, str]:
     """Capacity, batch size, per-minute limit and mode: live controls over the policy."""
     c = r.controls
     return (
-        int(c.get("capacity", policy.capacity)),
-        int(c.get("batch-size", policy.batch_size)),
-        int(c.get("per-minute", policy.per_minute)),
-        c.get("mode", Mode.OPEN),
+        int(c.get(Control.CAPACITY, policy.capacity)),
+        int(c.get(Control.BATCH_SIZE, policy.batch_size)),
+        int(c.get(Control.PER_MINUTE, policy.per_minute)),
+        c.get(Control.MODE, Mode.OPEN),
     )
 
 
@@ -145,6 +147,13 @@ class MemoryStore:
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
         return Ticket(sid, room_id, status, ahead, waiting, active, rate)
 
+    def _session(self, session_id: str) -> _Session | None:
+        """The session an id names, looked up in the room the id names (`room_of`)."""
+        session = self._sessions.get(session_id)
+        if session is None or session.room != room_of(session_id):
+            return None
+        return session
+
     def _finish(
         self, sid: str, session: _Session, status: Status, now: int, retention: int
     ) -> None:
@@ -155,6 +164,7 @@ class MemoryStore:
     async def join(
         self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
     ) -> Ticket:
+        require_room(room, session_id)
         now = self._clock()
         r = self._rooms.setdefault(room, _Room())
         current = self._sessions.get(session_id)
@@ -183,8 +193,8 @@ class MemoryStore:
 
     async def poll(self, session_id: str, policy: RoomPolicy) -> Ticket | None:
         now = self._clock()
-        session = self._sessions.get(session_id)
-        if session is None or room_of(session_id) is None:
+        session = self._session(session_id)
+        if session is None:
             return None
         room = self._rooms[session.room]
         if session.status is Status.WAITING:
@@ -208,7 +218,7 @@ class MemoryStore:
 
     async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         now = self._clock()
-        session = self._sessions.get(session_id)
+        session = self._session(session_id)
         if session is None:
             return False
         room = self._rooms[session.room]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import time
 from typing import Any
 
 from gatekeeper.asgi import (
@@ -19,17 +18,19 @@ from gatekeeper.asgi import (
     send_error,
     send_json,
 )
+from gatekeeper.clock import Clock
+from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Mode, Store
+from gatekeeper.store.base import Control, Mode, Store
 
 # JSON field → (store control field, bounds) of the live room settings.
 _FIELDS = {
-    "capacity": ("capacity", 1, 10_000_000),
-    "batchSize": ("batch-size", 1, 100_000),
-    "newVisitorsPerMinute": ("per-minute", 0, 100_000_000),
+    "capacity": (Control.CAPACITY, 1, 10_000_000),
+    "batchSize": (Control.BATCH_SIZE, 1, 100_000),
+    "newVisitorsPerMinute": (Control.PER_MINUTE, 0, 100_000_000),
 }
 _MODE_ACTIONS = {
     "pause": Mode.PAUSED,
@@ -44,13 +45,15 @@ class AdminAPI:
     """ASGI app under the admin prefix; answers 404 for everything when no token is set."""
 
     def __init__(
-        self, store: Store, rooms: Rooms, prefix: str, token: str, metrics: Metrics | None = None
+        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics, clock: Clock
     ) -> None:
         self.store = store
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics
         self.rooms = rooms
-        self.prefix = prefix
+        self.prefix = settings.admin.prefix
+        token = settings.admin_token
         self._token = f"Bearer {token}".encode() if token else None
+        self._clock = clock
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the admin API."""
@@ -87,7 +90,7 @@ class AdminAPI:
                 return await self._patch(scope, receive, send, room, actor)
             if action in _MODE_ACTIONS and method == "POST":
                 mode = _MODE_ACTIONS[action]
-                await self._change(room, {"mode": None if mode is Mode.OPEN else mode}, actor)
+                await self._change(room, {Control.MODE: None if mode is Mode.OPEN else mode}, actor)
                 return await send_json(send, 200, await self._view(room))
         if path == "/settings" and method == "GET":
             return await send_json(send, 200, await self._settings())
@@ -128,11 +131,11 @@ class AdminAPI:
             return
         changes: dict[str, str | None] = {}
         for key, value in body.items():
-            if key == "mode":
+            if key == Control.MODE:
                 if value is not None and value not in set(Mode):
                     modes = ", ".join(m.value for m in Mode)
                     return await send_error(send, 400, "bad_request", f"mode: one of {modes}")
-                changes["mode"] = None if value in (None, Mode.OPEN) else str(value)
+                changes[Control.MODE] = None if value in (None, Mode.OPEN) else str(value)
             elif key in _FIELDS:
                 field, lo, hi = _FIELDS[key]
                 if value is not None and not _int_in(value, lo, hi):
@@ -174,18 +177,18 @@ class AdminAPI:
         counts = await self.store.counts(room)
         controls = await self.store.controls(room)
         self.rooms.set_live(room, controls)
-        capacity, batch, per_minute = self.rooms.effective(room)
+        effective = self.rooms.effective(room)
         oldest = None
         if counts.oldest_join_ms:
-            oldest = max(0, math.floor(time.time() - counts.oldest_join_ms / 1000))
+            oldest = max(0, math.floor((self._clock() - counts.oldest_join_ms) / 1000))
         return {
             "room": room,
             "mode": self.rooms.mode(room).value,
             "waiting": counts.waiting,
             "active": counts.active,
-            "capacity": capacity,
-            "batchSize": batch,
-            "newVisitorsPerMinute": per_minute,
+            "capacity": effective.capacity,
+            "batchSize": effective.batch_size,
+            "newVisitorsPerMinute": effective.per_minute,
             "grantRatePerSecond": round(counts.grant_rate, 3),
             "oldestWaiterAgeSeconds": oldest,
             "controls": controls,

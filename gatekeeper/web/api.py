@@ -29,6 +29,11 @@ LEAVE_SUFFIX = ":leave"
 RETRY_AFTER = (b"retry-after", b"2")
 
 
+def session_url(prefix: str, session_id: str) -> str:
+    """The poll URL of a session under the API prefix."""
+    return f"{prefix}/sessions/{session_id}"
+
+
 class WaitingRoomAPI:
     """ASGI app for `POST /sessions`, `GET /sessions/{id}`, `POST /sessions/{id}:leave`.
 
@@ -50,7 +55,7 @@ class WaitingRoomAPI:
 
     def session_url(self, session_id: str) -> str:
         """The poll URL of a session."""
-        return f"{self.prefix}/sessions/{session_id}"
+        return session_url(self.prefix, session_id)
 
     def body(self, ticket: Ticket) -> dict[str, object]:
         """The status object of a ticket."""

@@ -9,7 +9,7 @@ from gatekeeper.core.granter import Granter
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import new_session_id
-from gatekeeper.store.base import GrantReport, RoomPolicy, Status
+from gatekeeper.store.base import GrantReport, RoomPolicy, Status, Ticket
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
 
@@ -35,7 +35,7 @@ class FlakyStore(MemoryStore):
         return await super().grant(room, policy)
 
 
-async def test_tick_grants_in_every_known_room(clock: FakeClock):
+async def test_tick_grants_in_every_known_room(clock: FakeClock) -> None:
     store = MemoryStore(clock)
     rooms = Rooms(SETTINGS)
     policy = rooms.policy("E1")
@@ -53,7 +53,7 @@ async def test_tick_grants_in_every_known_room(clock: FakeClock):
     assert "default" in reports
 
 
-async def test_loop_survives_store_errors_and_keeps_granting(clock: FakeClock):
+async def test_loop_survives_store_errors_and_keeps_granting(clock: FakeClock) -> None:
     store = FlakyStore(failures=5, clock=clock)
     rooms = Rooms(SETTINGS)
     policy = rooms.policy("R")
@@ -74,9 +74,25 @@ async def test_loop_survives_store_errors_and_keeps_granting(clock: FakeClock):
     assert ticket is not None and ticket.status is Status.ACTIVE
 
 
-async def test_stop_is_prompt_and_idempotent(clock: FakeClock):
+async def test_stop_is_prompt_and_idempotent(clock: FakeClock) -> None:
     granter = Granter(MemoryStore(clock), Rooms(SETTINGS), 60_000)
     granter.start()
     await asyncio.sleep(0.01)
     await asyncio.wait_for(granter.stop(), timeout=1)
     await granter.stop()
+
+
+async def test_a_live_rate_reaches_the_rooms_on_the_next_tick(clock: FakeClock) -> None:
+    store = MemoryStore(clock)
+    rooms = Rooms(load_config(None, environ={}))  # batch 10 every 200 ms: 50 admissions/s
+    granter = Granter(store, rooms, 200)
+    waiter = Ticket("x", "default", Status.WAITING, 249, 250, 100, 0.0)
+    assert rooms.max_rate("default") == 50 and rooms.poll_after_ms(waiter) == 1000
+    await store.set_rate_ms(1000)
+    await granter.tick()
+    assert granter.rate_ms == rooms.rate_ms == 1000
+    assert rooms.max_rate("default") == 10
+    assert rooms.poll_after_ms(waiter) == 20_000  # 250 places are 25 s away at 10/s
+    await store.set_rate_ms(None)
+    await granter.tick()
+    assert rooms.rate_ms == 200 and rooms.max_rate("default") == 50

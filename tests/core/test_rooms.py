@@ -1,10 +1,15 @@
-"""Room rules: poll intervals and ETAs from the observed (or, before any grant, best) rate."""
+"""Room rules: policies, live controls and rate, and poll intervals from the best known rate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 from gatekeeper.config import load_config
-from gatekeeper.core.rooms import Rooms
-from gatekeeper.store.base import Status, Ticket
+from gatekeeper.core.rooms import Rooms, policy_for
+from gatekeeper.store.base import Control, Mode, RoomPolicy, Status, Ticket
+from tests.config.support import ROOMS as ROOMS_YAML
+from tests.config.support import load
 
 ROOMS = Rooms(load_config(None, environ={}))  # batch 10 every 200 ms: 50 admissions/s at most
 
@@ -13,7 +18,7 @@ def waiting(ahead: int, rate: float = 0.0) -> Ticket:
     return Ticket("x", "default", Status.WAITING, ahead, ahead + 1, 100, rate)
 
 
-def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed():
+def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed() -> None:
     assert ROOMS.max_rate("default") == 50
     assert ROOMS.poll_after_ms(waiting(0)) == 1000
     assert ROOMS.poll_after_ms(waiting(249)) == 1000  # within 5 s of the front at 50/s
@@ -21,7 +26,7 @@ def test_before_the_first_grant_waiters_poll_as_if_the_room_ran_at_full_speed():
     assert ROOMS.poll_after_ms(waiting(1_000_000)) == 20_000
 
 
-def test_with_an_observed_rate_the_interval_is_a_quarter_of_the_eta():
+def test_with_an_observed_rate_the_interval_is_a_quarter_of_the_eta() -> None:
     body = ROOMS.status_body(waiting(199, rate=5.0))
     assert body["estimatedWaitSeconds"] == 40
     assert body["pollAfterMs"] == 10_000
@@ -30,7 +35,52 @@ def test_with_an_observed_rate_the_interval_is_a_quarter_of_the_eta():
     assert ROOMS.poll_after_ms(waiting(599, rate=5.0)) == 20_000
 
 
-def test_admitted_and_ended_sessions_poll_slowly():
+def test_admitted_and_ended_sessions_poll_slowly() -> None:
     active = Ticket("x", "default", Status.ACTIVE, 0, 0, 1, 0.0)
     assert ROOMS.status_body(active)["estimatedWaitSeconds"] == 0
     assert ROOMS.poll_after_ms(active) == 20_000
+
+
+def test_policy_for_applies_room_overrides(tmp_path: Path) -> None:
+    s = load(tmp_path, ROOMS_YAML)
+    assert policy_for(s, "black-friday") == RoomPolicy(
+        capacity=500,
+        batch_size=50,
+        waiting_timeout_ms=600_000,
+        claim_window_ms=30_000,
+        idle_timeout_ms=60_000,
+        retention_ms=250,
+    )
+    defaults = RoomPolicy(50, 5, 120_000, 30_000, 60_000, 3_600_000)
+    assert policy_for(s, "quiet") == defaults and policy_for(s, "unlisted") == defaults
+
+
+def test_a_live_rate_sets_the_max_rate_and_the_first_wave() -> None:
+    rooms = Rooms(load_config(None, environ={}))
+    rooms.set_rate_ms(1000)  # batch 10 every second: 10 admissions/s at most
+    assert rooms.rate_ms == 1000
+    assert rooms.max_rate("default") == 10
+    assert rooms.poll_after_ms(waiting(49)) == 1000  # within 5 s of the front at 10/s
+    assert rooms.poll_after_ms(waiting(50)) == 20_000
+    assert rooms.poll_after_ms(waiting(249)) == 20_000  # in the first wave at 50/s only
+
+
+def test_effective_is_the_policy_with_the_live_controls_applied() -> None:
+    rooms = Rooms(load_config(None, environ={}))
+    policy = rooms.policy("default")
+    assert rooms.effective("default") == policy
+    rooms.set_live("default", {Control.CAPACITY: "7", Control.PER_MINUTE: "60"})
+    assert rooms.effective("default") == replace(policy, capacity=7, per_minute=60)
+    rooms.set_live("default", {Control.BATCH_SIZE: "2"})
+    assert rooms.effective("default") == replace(policy, batch_size=2)
+    assert rooms.max_rate("default") == 10  # 2 every 200 ms
+    assert rooms.policy("default") == policy  # the configured policy is unchanged
+
+
+def test_mode_follows_the_live_control_and_falls_back_to_open() -> None:
+    rooms = Rooms(load_config(None, environ={}))
+    assert rooms.mode("default") is Mode.OPEN
+    rooms.set_live("default", {Control.MODE: Mode.PAUSED})
+    assert rooms.mode("default") is Mode.PAUSED
+    rooms.set_live("default", {Control.MODE: "sideways"})
+    assert rooms.mode("default") is Mode.OPEN

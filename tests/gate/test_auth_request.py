@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gate.test_middleware import Harness
+from tests.gate.harness import Harness
 
 AUTH = "/_gatekeeper/auth"
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.gate.cookies import (
+    CookieAttributes,
     Headers,
     delete_cookie_header,
     read_cookie,
@@ -124,7 +125,9 @@ def test_garbage_never_raises(headers: Headers, name: str) -> None:
 
 
 def test_set_cookie_defaults() -> None:
-    key, value = set_cookie_header(NAME, "v.1~x", max_age_s=600, secure=True, same_site="lax")
+    key, value = set_cookie_header(
+        NAME, "v.1~x", CookieAttributes(max_age_s=600, secure=True, same_site="lax")
+    )
     assert key == b"set-cookie"
     assert value == b"gk=v.1~x; Max-Age=600; Path=/; Secure; SameSite=Lax; HttpOnly"
 
@@ -133,15 +136,19 @@ def test_set_cookie_all_flags() -> None:
     _, value = set_cookie_header(
         NAME,
         "v",
-        max_age_s=0,
-        secure=False,
-        same_site="Strict",
-        path="/shop",
-        domain="example.com",
-        http_only=False,
+        CookieAttributes(
+            max_age_s=0,
+            secure=False,
+            same_site="Strict",
+            path="/shop",
+            domain="example.com",
+            http_only=False,
+        ),
     )
     assert value == b"gk=v; Max-Age=0; Path=/shop; Domain=example.com; SameSite=Strict"
-    _, value = set_cookie_header(NAME, "v", max_age_s=5, secure=True, same_site="none")
+    _, value = set_cookie_header(
+        NAME, "v", CookieAttributes(max_age_s=5, secure=True, same_site="none")
+    )
     assert b"; Secure" in value and value.endswith(b"; SameSite=None; HttpOnly")
 
 
@@ -176,21 +183,23 @@ def test_set_cookie_rejects_bad_input(kwargs: dict[str, object]) -> None:
         "same_site": "lax",
         **kwargs,
     }
+    name, value = args.pop("name"), args.pop("value")
     with pytest.raises(ValueError):
-        set_cookie_header(**args)  # type: ignore[arg-type]
+        set_cookie_header(name, value, CookieAttributes(**args))  # type: ignore[arg-type]
 
 
 def test_delete_cookie() -> None:
-    key, value = delete_cookie_header(NAME, secure=True, same_site="lax")
+    key, value = delete_cookie_header(NAME, CookieAttributes(secure=True, same_site="lax"))
     assert key == b"set-cookie"
     assert value == (
         b"gk=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; SameSite=Lax;"
         b" HttpOnly"
     )
     _, value = delete_cookie_header(
-        NAME, path="/shop", domain="example.com", secure=False, same_site="strict"
+        NAME,
+        CookieAttributes(path="/shop", domain="example.com", secure=False, same_site="strict"),
     )
     assert b"; Path=/shop; Domain=example.com; SameSite=Strict" in value
     assert b"Secure" not in value
     with pytest.raises(ValueError):
-        delete_cookie_header("bad name", secure=True, same_site="lax")
+        delete_cookie_header("bad name", CookieAttributes(secure=True, same_site="lax"))

@@ -14,11 +14,12 @@ import httpx
 import pytest
 
 from gatekeeper.asgi import Headers
-from gatekeeper.config.settings import ProxySettings
+from gatekeeper.config.settings import PROXY_CLIENTS, ProxySettings
 from gatekeeper.errors import ConfigError, OriginTimeout
-from gatekeeper.proxy.forwarder import ReverseProxy
+from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
+from gatekeeper.proxy.forwarder import CLIENTS, ReverseProxy
 from gatekeeper.proxy.h1.client import H1Upstream
-from gatekeeper.proxy.upstream import AiohttpUpstream, UpstreamResponse
+from gatekeeper.proxy.upstream import UpstreamResponse
 from tests.proxy_helpers import (
     MB,
     Origin,
@@ -50,13 +51,15 @@ def origin_url(origin_server: tuple[Origin, str]) -> str:
 
 
 # Both origin clients (proxy.client) go through the forwarding, failure and disconnect tests.
-CLIENTS = {"builtin": H1Upstream, "aiohttp": AiohttpUpstream}
-
-
 @pytest.fixture(params=sorted(CLIENTS))
 def kind(request: pytest.FixtureRequest) -> str:
     name: str = request.param
     return name
+
+
+def test_every_proxy_client_has_one_class() -> None:
+    assert sorted(CLIENTS) == sorted(PROXY_CLIENTS)
+    assert CLIENTS["builtin"] is H1Upstream and CLIENTS["aiohttp"] is AiohttpUpstream
 
 
 @pytest.fixture
@@ -75,9 +78,6 @@ def _echoed_headers(response: httpx.Response) -> dict[str, list[str]]:
 
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
-
-
-# --- forwarding ---------------------------------------------------------------------------
 
 
 async def test_forwards_methods_and_bodies(client: httpx.AsyncClient) -> None:
@@ -246,9 +246,6 @@ async def test_response_streamed_chunk_by_chunk(
         assert b"".join([chunk async for chunk in chunks]) == b"second"
 
 
-# --- origin failures ---------------------------------------------------------------------
-
-
 @contextmanager
 def _refusing_origin() -> Iterator[str]:
     # Bound but not listening: every connection attempt is refused, reliably.
@@ -350,9 +347,6 @@ async def test_origin_failure_mid_body_aborts_response(
             assert (await c.get("/echo")).status_code == 200
 
 
-# --- client disconnects ------------------------------------------------------------------
-
-
 async def _abort_download(port: int, tag: str) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"GET /download?mb=100000&tag={tag} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
@@ -410,9 +404,6 @@ async def test_client_disconnect_while_origin_thinks_frees_connection(
             assert (await c.get("/echo")).status_code == 200
 
 
-# --- bounded memory ----------------------------------------------------------------------
-
-
 async def _upload(port: int, size: int) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = (
@@ -454,9 +445,6 @@ async def test_streaming_200mb_each_way_keeps_memory_flat(origin_url: str, kind:
         assert await _download(port, size) == size
         peak = memory_kib(pid, "VmHWM")
     assert peak - baseline < 50 * 1024, f"proxy RSS grew by {(peak - baseline) // 1024} MiB"
-
-
-# --- lifecycle ---------------------------------------------------------------------------
 
 
 async def test_lifespan_opens_and_closes_upstream(origin_url: str, kind: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from gatekeeper.asgi import Headers
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.errors import OriginTimeout, OriginUnavailable
-from gatekeeper.proxy.h1 import client as origin_client
+from gatekeeper.proxy.h1 import pool as origin_pool
 from gatekeeper.proxy.h1.client import H1Upstream
 from tests.proxy_helpers import MB, Origin, ThreadedServer, port_of, raw_origin
 
@@ -89,7 +89,14 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head
 
 
-# --- the request on the wire ----------------------------------------------------------------
+def answer_once(reply: bytes) -> Handler:
+    """A raw origin that answers one request with `reply`, then hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+
+    return handle
 
 
 async def test_request_head_is_byte_exact_with_framing_only() -> None:
@@ -124,9 +131,6 @@ async def test_cr_or_lf_in_request_rejected(target: str, headers: Headers) -> No
         with pytest.raises(ValueError):
             await client.send("GET", target, headers, None, None)
     assert origin.requests == []
-
-
-# --- the response -----------------------------------------------------------------------------
 
 
 async def test_raw_headers_in_order_with_duplicates(origin_server: tuple[Origin, str]) -> None:
@@ -269,7 +273,7 @@ async def test_idle_connection_the_origin_closed_is_not_used() -> None:
 
 
 async def test_idle_connections_closed_after_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(origin_client, "_IDLE_S", 0.2)
+    monkeypatch.setattr(origin_pool, "_IDLE_S", 0.2)
     closed = asyncio.Event()
     origin = Recorder()
 
@@ -287,9 +291,6 @@ async def test_idle_connections_closed_after_idle_timeout(monkeypatch: pytest.Mo
     assert origin.connections == 2
 
 
-# --- origin failures --------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     "reply",
     [
@@ -300,11 +301,7 @@ async def test_idle_connections_closed_after_idle_timeout(monkeypatch: pytest.Mo
     ],
 )
 async def test_origin_hangs_up_or_talks_nonsense(reply: bytes) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(reply)
-
-    async with raw_origin(handle) as url, upstream(url) as client:
+    async with raw_origin(answer_once(reply)) as url, upstream(url) as client:
         with pytest.raises(OriginUnavailable):
             await fetch(client)
 
@@ -317,11 +314,7 @@ async def test_origin_hangs_up_or_talks_nonsense(reply: bytes) -> None:
     ],
 )
 async def test_origin_closes_mid_body(reply: bytes) -> None:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(reply)
-
-    async with raw_origin(handle) as url, upstream(url) as client:
+    async with raw_origin(answer_once(reply)) as url, upstream(url) as client:
         response = await client.send("GET", "/", [], None, None)
         received = b""
         with pytest.raises(OriginUnavailable):
@@ -434,9 +427,6 @@ async def test_untrusted_certificate_is_unavailable(certificate: tuple[Path, Pat
         await server.wait_closed()
 
 
-# --- back-pressure -----------------------------------------------------------------------------
-
-
 async def test_large_bodies_both_ways(origin_server: tuple[Origin, str]) -> None:
     async def upload(size: int) -> AsyncIterator[bytes]:
         block = b"u" * MB
@@ -507,9 +497,6 @@ async def test_slow_origin_holds_back_the_upload() -> None:
         reading.set()
         assert (await sending)[2] == b"ok"
     assert pulled == 128
-
-
-# --- the pool -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

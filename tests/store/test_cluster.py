@@ -83,7 +83,7 @@ async def test_rooms_spread_over_the_nodes_and_each_room_stays_on_one(
     cluster: RedisClusterProcesses, closing: Callable[[Any], Any]
 ):
     prefix = unique_prefix()
-    store = closing(RedisStore.from_url(cluster.url, key_prefix=prefix))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url, key_prefix=prefix)))
     placed = rooms_by_node(cluster, per_node=2)
     for rooms in placed.values():
         for room in rooms:
@@ -139,7 +139,9 @@ async def test_first_concurrent_calls_on_a_fresh_client_do_not_race(
 
     before = await stats()
     # A small pool: 300 concurrent calls must queue for a connection, not fail.
-    store = closing(RedisStore.from_url(cluster.url, key_prefix=unique_prefix(), pool_size=4))
+    store = closing(
+        RedisStore.open(RedisSettings(url=cluster.url, key_prefix=unique_prefix(), pool_size=4))
+    )
 
     async def visit(i: int) -> Status:
         room = rooms[i % len(rooms)]
@@ -163,7 +165,7 @@ async def test_first_concurrent_calls_on_a_fresh_client_do_not_race(
 async def test_script_flush_on_every_node_mid_run_causes_no_error(
     cluster: RedisClusterProcesses, closing: Callable[[Any], Any]
 ):
-    store = closing(RedisStore.from_url(cluster.url, key_prefix=unique_prefix()))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url, key_prefix=unique_prefix())))
     admins = [closing(aioredis.Redis(port=p)) for p in cluster.ports]
     rooms = [r for rs in rooms_by_node(cluster, per_node=1).values() for r in rs]
     errors: list[BaseException] = []
@@ -199,8 +201,13 @@ async def test_node_restart_empties_its_script_cache_and_the_store_recovers(
     cluster: RedisClusterProcesses, closing: Callable[[Any], Any]
 ):
     store = closing(
-        RedisStore.from_url(
-            cluster.url, key_prefix=unique_prefix(), connect_timeout_s=0.2, socket_timeout_s=0.2
+        RedisStore.open(
+            RedisSettings(
+                url=cluster.url,
+                key_prefix=unique_prefix(),
+                connect_timeout_ms=200,
+                socket_timeout_ms=200,
+            )
         )
     )
     placed = rooms_by_node(cluster, per_node=1)
@@ -236,7 +243,7 @@ async def test_node_restart_empties_its_script_cache_and_the_store_recovers(
 async def test_a_room_follows_its_slot_when_it_is_resharded(
     cluster: RedisClusterProcesses, closing: Callable[[Any], Any]
 ):
-    store = closing(RedisStore.from_url(cluster.url, key_prefix=unique_prefix()))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url, key_prefix=unique_prefix())))
     room = rooms_by_node(cluster, per_node=1)[cluster.ports[0]][0]
     holders = [new_session_id(room) for _ in range(POLICY.capacity)]
     waiters = [new_session_id(room) for _ in range(4)]
@@ -273,7 +280,7 @@ async def test_cluster_errors_surface_as_store_error_only(
     monkeypatch: pytest.MonkeyPatch,
     error: Any,
 ):
-    store = closing(RedisStore.from_url(cluster.url, key_prefix=unique_prefix()))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url, key_prefix=unique_prefix())))
     room = "err"
     await store.join(room, new_session_id(room), POLICY)
     real = ClusterNode.execute_command
@@ -301,7 +308,9 @@ async def test_cluster_errors_surface_as_store_error_only(
 
 async def test_unreachable_cluster_raises_store_error_fast(closing: Callable[[Any], Any]):
     url = f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
-    store = closing(RedisStore.from_url(url, connect_timeout_s=0.2, socket_timeout_s=0.2))
+    store = closing(
+        RedisStore.open(RedisSettings(url=url, connect_timeout_ms=200, socket_timeout_ms=200))
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(StoreError):
@@ -315,7 +324,7 @@ async def test_a_cluster_url_naming_a_standalone_redis_raises_store_error(
     redis_url: str, closing: Callable[[Any], Any]
 ):
     host_port = redis_url.removeprefix("redis://").partition("/")[0]
-    store = closing(RedisStore.from_url(f"redis+cluster://{host_port}"))
+    store = closing(RedisStore.open(RedisSettings(url=f"redis+cluster://{host_port}")))
     with pytest.raises(StoreError, match="[Cc]luster"):
         await store.ping()
 
@@ -323,9 +332,9 @@ async def test_a_cluster_url_naming_a_standalone_redis_raises_store_error(
 async def test_aclose_is_safe_before_first_use_and_twice(
     cluster: RedisClusterProcesses, closing: Callable[[Any], Any]
 ):
-    store = closing(RedisStore.from_url(cluster.url))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url)))
     await store.aclose()
-    store = closing(RedisStore.from_url(cluster.url))
+    store = closing(RedisStore.open(RedisSettings(url=cluster.url)))
     await store.ping()
     await store.aclose()
     await store.aclose()

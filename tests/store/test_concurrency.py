@@ -12,6 +12,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.ids import new_session_id
 from gatekeeper.store.base import RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
@@ -63,7 +64,11 @@ async def test_capacity_never_exceeded_and_no_double_grant(
     prefix = unique_prefix()
     # Generous timeouts: this test checks invariants, and a busy 2-core machine may starve it.
     stores = [
-        RedisStore.from_url(url, key_prefix=prefix, connect_timeout_s=5, socket_timeout_s=5)
+        RedisStore.open(
+            RedisSettings(
+                url=url, key_prefix=prefix, connect_timeout_ms=5000, socket_timeout_ms=5000
+            )
+        )
         for _ in range(GRANTERS)
     ]
     active_keys = [stores[0].keys(room).active for room in ROOMS]

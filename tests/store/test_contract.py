@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from gatekeeper.ids import new_session_id, room_of
-from gatekeeper.store.base import REAP_LIMIT, RoomPolicy, Status, Store
+from gatekeeper.store.base import REAP_LIMIT, Control, Mode, RoomPolicy, Status, Store
 from tests.conftest import FakeClock
 
 ROOM = "E1"
+OTHER = "E2"
 
 
 async def join(store: Store, policy: RoomPolicy, room: str = ROOM) -> str:
@@ -62,17 +63,82 @@ async def test_join_is_idempotent_by_session_id(store: Store, policy: RoomPolicy
     assert (await store.grant(ROOM, policy)).granted == ()
 
 
-async def test_ids_not_named_after_the_room_queue_and_are_granted_as_they_are(store: Store):
-    # The Redis store names a waiter by its id's token when the id is `<token>.<room>`, and
-    # must still hand back any other id unchanged.
+async def test_ids_of_the_room_queue_and_are_granted_as_they_are(store: Store):
+    # The Redis store names a waiter by its id's token (the room is in its keys), and must
+    # still hand back the whole id, whatever characters the token and the room name use.
     roomy = RoomPolicy(10, 10, 600_000, 600_000, 600_000, 600_000)
-    await store.set_controls(ROOM, {"mode": "paused"})
-    odd = [new_session_id("E2"), "no-dot-at-all", "a" * 22, "x.y." + ROOM, new_session_id(ROOM)]
-    for n, sid in enumerate(odd, 1):
-        assert (await store.join(ROOM, sid, roomy)).status is Status.WAITING
-        assert (await store.join(ROOM, sid, roomy)).waiting == n
-    await store.set_controls(ROOM, {"mode": None})
-    assert (await store.grant(ROOM, roomy)).granted == tuple(odd)
+    for room in (ROOM, f"{ROOM}.x-y_z"):
+        await store.set_controls(room, {Control.MODE: Mode.PAUSED})
+        ids = ["-" * 22 + f".{room}", "_" * 22 + f".{room}", "0" * 22 + f".{room}"]
+        ids.append(new_session_id(room))
+        for n, sid in enumerate(ids, 1):
+            assert (await store.join(room, sid, roomy)).status is Status.WAITING
+            assert (await store.join(room, sid, roomy)).waiting == n
+        await store.set_controls(room, {Control.MODE: None})
+        assert (await store.grant(room, roomy)).granted == tuple(ids)
+
+
+# Ids no room can have: `room_of` reads None from each.
+MALFORMED = [
+    "",
+    "no-dot-at-all",
+    "a" * 22,  # no room suffix
+    "a" * 21 + f".{ROOM}",  # token too short
+    "a" * 23 + f".{ROOM}",  # token too long
+    "a" * 21 + f"!.{ROOM}",  # a character no token has
+    "a" * 22 + f".{ROOM}/x",  # a character no room name has
+    "a" * 22 + "." + "r" * 65,  # room name too long
+    f"x.y.{ROOM}",
+    "../../etc.passwd",
+]
+
+
+async def test_join_refuses_malformed_ids_and_ids_of_other_rooms_and_writes_nothing(
+    store: Store, policy: RoomPolicy
+):
+    holder = await join(store, policy)
+    before = await store.counts(ROOM)
+    foreign = [new_session_id(OTHER), new_session_id(f"{ROOM}.x"), new_session_id(ROOM.lower())]
+    for room in (ROOM, "E3"):
+        for sid in MALFORMED + foreign:
+            assert room_of(sid) != room
+            with pytest.raises(ValueError):
+                await store.join(room, sid, policy)
+            assert await store.poll(sid, policy) is None
+    assert await store.counts(ROOM) == before
+    assert await store.rooms() == [ROOM]
+    for room in (OTHER, "E3", f"{ROOM}.x"):
+        assert (await store.counts(room)).waiting == (await store.counts(room)).active == 0
+    assert await status(store, holder, policy) is Status.ACTIVE
+
+
+async def test_poll_and_leave_find_the_room_from_the_id_and_change_nothing_else(
+    store: Store, policy: RoomPolicy
+):
+    holders = [await join(store, policy) for _ in range(2)]
+    waiter = await join(store, policy)
+    elsewhere = await join(store, policy, OTHER)
+    token, other_token = waiter.partition(".")[0], elsewhere.partition(".")[0]
+    unknown = [
+        *MALFORMED,
+        new_session_id(ROOM),  # never joined
+        new_session_id(OTHER),
+        f"{token}.{OTHER}",  # this room's waiter, named after another room
+        f"{other_token}.{ROOM}",  # the other room's visitor, named after this room
+        f"{token}.{ROOM}.x",  # a room whose name only starts like this one
+        f"{holders[0].partition('.')[0]}.{OTHER}",
+    ]
+    before = [await store.counts(room) for room in (ROOM, OTHER)]
+    for sid in unknown:
+        assert await store.poll(sid, policy) is None
+        assert await store.leave(sid, policy) is False
+        assert await store.leave(sid, policy, revoke=True) is False
+    assert [await store.counts(room) for room in (ROOM, OTHER)] == before
+    assert await status(store, waiter, policy) is Status.WAITING
+    assert await status(store, elsewhere, policy) is Status.ACTIVE
+    assert (await store.grant(ROOM, policy)).granted == ()
+    await store.leave(holders[0], policy)
+    assert (await store.grant(ROOM, policy)).granted == (waiter,)
 
 
 async def test_grant_admits_in_fifo_order_up_to_capacity(store: Store, policy: RoomPolicy):

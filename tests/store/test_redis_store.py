@@ -7,9 +7,10 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import new_session_id
-from gatekeeper.store.base import RoomPolicy, Status
+from gatekeeper.store.base import Control, Mode, RoomPolicy, Status
 from gatekeeper.store.redis import RedisStore
 from tests.conftest import FakeClock, unique_prefix
 from tests.redis_server import RedisServer, free_port
@@ -21,7 +22,7 @@ FULL = RoomPolicy(1, 5, 30_000, 10_000, 60_000, 120_000)  # one place: the secon
 
 
 async def test_script_flush_mid_run_causes_no_error(redis_url: str):
-    store = RedisStore.from_url(redis_url, key_prefix=unique_prefix())
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=unique_prefix()))
     admin = aioredis.Redis.from_url(redis_url)
     errors: list[BaseException] = []
     stop = asyncio.Event()
@@ -51,7 +52,7 @@ async def test_script_flush_mid_run_causes_no_error(redis_url: str):
 
 async def test_all_keys_of_a_room_share_one_hash_tag(redis_url: str):
     prefix = unique_prefix()
-    store = RedisStore.from_url(redis_url, key_prefix=prefix)
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=prefix))
     for _ in range(5):
         await store.join("E9", new_session_id("E9"), POLICY)
     await store.grant("E9", POLICY)
@@ -69,7 +70,7 @@ async def test_all_keys_of_a_room_share_one_hash_tag(redis_url: str):
 
 
 async def test_time_comes_from_redis_when_no_clock_is_injected(redis_url: str):
-    store = RedisStore.from_url(redis_url, key_prefix=unique_prefix())
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=unique_prefix()))
     sid = new_session_id("T")
     ticket = await store.join("T", sid, POLICY)
     assert ticket.status is Status.ACTIVE
@@ -82,8 +83,10 @@ async def test_time_comes_from_redis_when_no_clock_is_injected(redis_url: str):
 
 
 async def test_unreachable_redis_raises_store_error_fast():
-    store = RedisStore.from_url(
-        f"redis://127.0.0.1:{free_port()}/0", connect_timeout_s=0.2, socket_timeout_s=0.2
+    store = RedisStore.open(
+        RedisSettings(
+            url=f"redis://127.0.0.1:{free_port()}/0", connect_timeout_ms=200, socket_timeout_ms=200
+        )
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -96,7 +99,9 @@ async def test_unreachable_redis_raises_store_error_fast():
 
 
 async def test_store_recovers_when_redis_comes_back(redis_server: RedisServer):
-    store = RedisStore.from_url(redis_server.url, connect_timeout_s=0.2, socket_timeout_s=0.2)
+    store = RedisStore.open(
+        RedisSettings(url=redis_server.url, connect_timeout_ms=200, socket_timeout_ms=200)
+    )
     await store.join("R", new_session_id("R"), POLICY)
     redis_server.kill()
     with pytest.raises(StoreError):
@@ -109,7 +114,7 @@ async def test_store_recovers_when_redis_comes_back(redis_server: RedisServer):
 
 
 async def test_readonly_replica_after_failover_drops_the_pool(redis_server: RedisServer):
-    store = RedisStore.from_url(redis_server.url)
+    store = RedisStore.open(RedisSettings(url=redis_server.url))
     await store.join("R", new_session_id("R"), POLICY)
     admin = aioredis.Redis.from_url(redis_server.url)
     # Make the server a replica of a dead primary: writes now fail with READONLY.
@@ -136,7 +141,7 @@ async def test_a_waiter_has_no_session_hash_only_entries_in_room_keys(
     redis_url: str, clock: FakeClock
 ):
     prefix = unique_prefix()
-    store = RedisStore.from_url(redis_url, key_prefix=prefix, clock=clock)
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=prefix), clock=clock)
     admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
     k = store.keys("W")
     holder, waiter = new_session_id("W"), new_session_id("W")
@@ -193,7 +198,7 @@ async def test_the_waiting_entries_go_when_the_wait_ends(
     redis_url: str, clock: FakeClock, how: str
 ):
     prefix = unique_prefix()
-    store = RedisStore.from_url(redis_url, key_prefix=prefix, clock=clock)
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=prefix), clock=clock)
     admin = aioredis.Redis.from_url(redis_url, decode_responses=True)
     k = store.keys("W")
     holder, waiter = new_session_id("W"), new_session_id("W")
@@ -222,7 +227,7 @@ async def test_memory_per_waiter_stays_bounded(redis_server: RedisServer):
     by `python -m bench --only P5`); here 2,000 waiters, so the room keys use their big-set
     encodings as at scale."""
     n = 2_000
-    store = RedisStore.from_url(redis_server.url)
+    store = RedisStore.open(RedisSettings(url=redis_server.url))
     admin = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
     await store.join("M", new_session_id("M"), FULL)
     await store.join("M", new_session_id("M"), FULL)  # the first waiter creates the room keys
@@ -237,4 +242,24 @@ async def test_memory_per_waiter_stays_bounded(redis_server: RedisServer):
     assert sum(usage) / n < 300, usage  # 246 B when written
     assert (after - before) / n < 300, after - before  # 243 B when written
     await admin.aclose()
+    await store.aclose()
+
+
+async def test_waiters_queued_under_their_whole_id_are_still_granted_as_they_are(
+    redis_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """Before `join` required ids of its room, other ids were queued under their whole id
+    behind a '.' (`RedisKeys.member`); the scripts still decode such entries."""
+    store = RedisStore.open(RedisSettings(url=redis_url, key_prefix=unique_prefix()), clock=clock)
+    roomy = RoomPolicy(10, 10, 600_000, 600_000, 600_000, 600_000)
+    await store.set_controls("W", {Control.MODE: Mode.PAUSED})
+    odd = [new_session_id("E2"), "no-dot-at-all", "a" * 22, "x.y.W", new_session_id("W")]
+    assert [store.keys("W").member(sid)[0] == "." for sid in odd] == [True] * 4 + [False]
+    with monkeypatch.context() as m:
+        m.setattr("gatekeeper.store.redis.store.require_room", lambda room, sid: None)
+        for n, sid in enumerate(odd, 1):
+            assert (await store.join("W", sid, roomy)).status is Status.WAITING
+            assert (await store.join("W", sid, roomy)).waiting == n
+    await store.set_controls("W", {Control.MODE: None})
+    assert (await store.grant("W", roomy)).granted == tuple(odd)
     await store.aclose()

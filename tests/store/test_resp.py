@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.store.redis import RedisStore
 from gatekeeper.store.redis.resp import (
     NoScriptError,
@@ -338,8 +339,8 @@ def test_parse_url() -> None:
 
 
 async def test_store_uses_the_lean_client_only_for_urls_it_supports(redis_url: str) -> None:
-    lean = RedisStore.from_url(redis_url)
-    fallback = RedisStore.from_url(redis_url + "?health_check_interval=30")
+    lean = RedisStore.open(RedisSettings(url=redis_url))
+    fallback = RedisStore.open(RedisSettings(url=redis_url + "?health_check_interval=30"))
     try:
         assert lean._lean is not None and fallback._lean is None
         await lean.ping()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import string
 from typing import Any
 
 import pytest
@@ -14,10 +15,12 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
+    multiple,
     rule,
 )
 
-from gatekeeper.ids import new_session_id
+from gatekeeper.config.settings import RedisSettings
+from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.store.base import RoomPolicy, Status, Ticket
 from gatekeeper.store.memory import MemoryStore
 from gatekeeper.store.redis import RedisStore
@@ -35,11 +38,49 @@ POLICY = RoomPolicy(
 )
 ROOMS = ("A", "B")
 BIASED = st.sampled_from(("A", "A", "A", "B"))
+ANY_ROOM = st.sampled_from((*ROOMS, "C"))
+
+_TOKEN_CHARS = string.ascii_letters + string.digits + "-_"
+_TOKENS = st.text(_TOKEN_CHARS, min_size=22, max_size=22)
 
 
-def comparable(ticket: Ticket | None) -> Any:
-    if ticket is None:
-        return None
+def _spoil(token: str, at: int, char: str) -> str:
+    return token[:at] + char + token[at + 1 :]
+
+
+def _with_room(token: str, room: str) -> str:
+    return f"{token}.{room}"
+
+
+MALFORMED = st.one_of(
+    st.just(""),
+    _TOKENS,  # no room suffix
+    st.builds(
+        _with_room,
+        st.text(_TOKEN_CHARS, max_size=21) | st.text(_TOKEN_CHARS, min_size=23, max_size=40),
+        ANY_ROOM,
+    ),  # wrong token length
+    st.builds(
+        _with_room,
+        st.builds(_spoil, _TOKENS, st.integers(0, 21), st.sampled_from("!{}/ %\né.")),
+        ANY_ROOM,
+    ),  # a character no token has
+    st.builds(_with_room, _TOKENS, st.sampled_from(["A{x}", "A/B", "A B", "Ä", "A\n"])),
+    st.builds(_with_room, _TOKENS, st.just("r" * 65)),  # room name too long
+)
+FRESH = st.builds(new_session_id, ANY_ROOM)
+"""Ids nobody joined, of any room (an id of the room a join names, or of another one)."""
+
+
+def _elsewhere(sid: str) -> str:
+    """The same token, named after another room."""
+    token, _, room = sid.partition(".")
+    return f"{token}.{'B' if room == 'A' else 'A'}"
+
+
+def comparable(ticket: Ticket | None | type[ValueError]) -> Any:
+    if not isinstance(ticket, Ticket):
+        return ticket
     return (ticket.session_id, ticket.room, ticket.status, ticket.ahead, ticket.waiting,
             ticket.active, pytest.approx(ticket.grant_rate, rel=1e-6, abs=1e-9))  # fmt: skip
 
@@ -53,8 +94,8 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             self.loop = asyncio.new_event_loop()
             self.clock = FakeClock()
             self.memory = MemoryStore(self.clock)
-            self.redis = RedisStore.from_url(
-                redis_url, key_prefix=unique_prefix(), clock=self.clock
+            self.redis = RedisStore.open(
+                RedisSettings(url=redis_url, key_prefix=unique_prefix()), clock=self.clock
             )
             self.joined: dict[str, list[str]] = {room: [] for room in ROOMS}
             self.capacity = {room: POLICY.capacity for room in ROOMS}
@@ -64,10 +105,23 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                 self.loop.run_until_complete(self.redis.aclose())
                 self.loop.close()
 
-        def both(self, method: str, *args: Any) -> tuple[Any, Any]:
-            mem = self.loop.run_until_complete(getattr(self.memory, method)(*args))
-            red = self.loop.run_until_complete(getattr(self.redis, method)(*args))
+        def both(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            mem = self.loop.run_until_complete(getattr(self.memory, method)(*args, **kwargs))
+            red = self.loop.run_until_complete(getattr(self.redis, method)(*args, **kwargs))
             return mem, red
+
+        def both_or_refused(self, method: str, *args: Any) -> tuple[Any, Any]:
+            """`both`, where a call that raises ValueError answers `ValueError`."""
+            answers = []
+            for store in (self.memory, self.redis):
+                try:
+                    answers.append(self.loop.run_until_complete(getattr(store, method)(*args)))
+                except ValueError:
+                    answers.append(ValueError)
+            return answers[0], answers[1]
+
+        def all_counts(self) -> list[Any]:
+            return [self.both("counts", room) for room in ROOMS]
 
         @rule(target=sessions, room=BIASED)
         def join(self, room: str) -> str:
@@ -76,6 +130,19 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             assert comparable(mem) == comparable(red)
             self.joined[room].append(sid)
             return sid
+
+        @rule(target=sessions, room=BIASED, sid=MALFORMED | FRESH)
+        def join_odd(self, room: str, sid: str) -> Any:
+            """A join with an id that may not name its room: refused by both, or a join."""
+            before = self.all_counts()
+            mem, red = self.both_or_refused("join", room, sid, POLICY)
+            assert comparable(mem) == comparable(red)
+            if room_of(sid) != room:
+                assert mem is red is ValueError
+                assert self.all_counts() == before
+                return multiple()
+            self.joined[room].append(sid)
+            return multiple(sid)
 
         @rule(room=BIASED, n=st.integers(2, 5))
         def join_several(self, room: str, n: int) -> None:
@@ -91,6 +158,14 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
         def leave(self, sid: str) -> None:
             mem, red = self.both("leave", sid, POLICY)
             assert mem == red
+
+        @rule(sid=MALFORMED | FRESH | sessions.map(_elsewhere), revoke=st.booleans())
+        def poll_and_leave_unknown(self, sid: str, revoke: bool) -> None:
+            """Ids nobody joined: unknown to both, and nothing changes."""
+            before = self.all_counts()
+            assert self.both("poll", sid, POLICY) == (None, None)
+            assert self.both("leave", sid, POLICY, revoke=revoke) == (False, False)
+            assert self.all_counts() == before
 
         @rule(room=BIASED)
         def grant(self, room: str) -> None:

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from gatekeeper.app import Runtime, WaitingRoom
 from gatekeeper.config import load_config
-from gatekeeper.gate.middleware import WaitingRoom
-from gatekeeper.runtime import Runtime
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
-from tests.gate.test_middleware import ENV, Origin
+from tests.gate.harness import ENV, Origin
 
 TOKEN = "t" * 32
 AUTH = {"authorization": f"Bearer {TOKEN}"}

@@ -8,13 +8,9 @@
 -- time is in its stream entry.
 local now = clock(ARGV[1])
 local st = redis.call('HMGET', KEYS[3], 'rs', 'rat', 'rsince')
-local cursor = redis.call('GET', KEYS[5])
-local start = '-'
-if cursor then start = '(' .. cursor end
 local oldest = 0
-for _, entry in ipairs(redis.call('XRANGE', KEYS[4], start, '+', 'COUNT', 10)) do
-  local fields, f = entry[2], {}
-  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+for _, entry in ipairs(after_cursor(KEYS[4], KEYS[5], 10)) do
+  local f = fields_of(entry)
   if f['sessionId'] and redis.call('HEXISTS', KEYS[6], f['sessionId']) == 1 then
     oldest = tonumber(f['joinedAt'] or '0')
   end

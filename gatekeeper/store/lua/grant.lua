@@ -53,14 +53,10 @@ if want > 0 then
   if tokens ~= nil then want = math.min(want, math.floor(tokens / 1000)) end
 end
 if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
-  local cursor = redis.call('GET', KEYS[2])
-  local start = '-'
-  if cursor then start = '(' .. cursor end
-  local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', want * scan)
+  local entries = after_cursor(KEYS[1], KEYS[2], want * scan)
   local last, head = nil, nil
   for _, entry in ipairs(entries) do
-    local fields, f = entry[2], {}
-    for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+    local f = fields_of(entry)
     local member = f['sessionId']
     if member then
       local sid = session_of(member, room)

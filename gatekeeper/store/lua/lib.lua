@@ -41,6 +41,22 @@ local function session_of(member, room)
   return member .. '.' .. room
 end
 
+-- The joins stream's entries after the grant cursor (not yet walked), oldest first, at most
+-- `count`.
+local function after_cursor(k_joins, k_cursor, count)
+  local cursor = redis.call('GET', k_cursor)
+  local start = '-'
+  if cursor then start = '(' .. cursor end
+  return redis.call('XRANGE', k_joins, start, '+', 'COUNT', count)
+end
+
+-- A stream entry's field/value list as a table.
+local function fields_of(entry)
+  local fields, f = entry[2], {}
+  for i = 1, #fields, 2 do f[fields[i]] = fields[i + 1] end
+  return f
+end
+
 -- The reply shared by join and poll: status, ahead, waiting, active, rate sum, rate time,
 -- rate start, now. `ahead` counts joins between the grant cursor and this session, capped by
 -- the live waiting count (an upper-bound estimate; exact when nobody ahead left).
@@ -58,7 +74,8 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now)
 end
 
 -- Live room controls (set by operators, shared by every replica) override the configured
--- numbers passed in ARGV. Returns capacity, batch size, new visitors per minute, mode.
+-- numbers passed in ARGV. Returns capacity, batch size, new visitors per minute, mode. The
+-- field names are the values of `Control` (store/base.py), in its order.
 local function controls(k_control, capacity, batch, per_minute)
   local c = redis.call('HMGET', k_control, 'capacity', 'batch-size', 'per-minute', 'mode')
   return tonumber(c[1] or capacity), tonumber(c[2] or batch), tonumber(c[3] or per_minute),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.store.redis.store import RedisKeys, RedisStore
+from gatekeeper.store.redis.keys import RedisKeys
+from gatekeeper.store.redis.store import RedisStore
 
 __all__ = ["RedisKeys", "RedisStore"]

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from importlib import resources
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import (
-    MaxConnectionsError,
-    NoScriptError,
-    ReadOnlyError,
-    RedisClusterException,
-    RedisError,
-)
-from redis.typing import EncodableT
+from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
 
-from gatekeeper.clock import Clock
-from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
+import gatekeeper.store.redis.resp as resp
+from gatekeeper.clock import Clock, wall_clock
+from gatekeeper.config.settings import RedisSettings
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
+    AUDIT_LIMIT,
     RATE_TAU_MS,
     REAP_LIMIT,
     SCAN_FACTOR,
@@ -36,35 +24,26 @@ from gatekeeper.store.base import (
     Status,
     Ticket,
     grant_rate,
+    require_room,
 )
-from gatekeeper.store.redis import resp
+from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
+from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys
+from gatekeeper.store.redis.scripts import Client, Script, ScriptName
+from gatekeeper.store.redis.standalone import connect_standalone
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-AUDIT_LIMIT = 10_000
-
 # A join registers its room at most this often per process (the grant loop's work list).
 _REGISTER_EVERY_S = 10.0
 
-# Clear, then set, fields of a room's controls hash in one atomic step. A script rather than a
-# MULTI/EXEC pipeline: it runs the same on one Redis and on a cluster (routed by its key).
-# KEYS: 1 room controls hash. ARGV: 1 number of fields to clear, those fields, then
-# field/value pairs to set.
-_SET_CONTROLS = """
-local n = tonumber(ARGV[1])
-if n > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, 2, n + 1)) end
-if #ARGV > n + 1 then redis.call('HSET', KEYS[1], unpack(ARGV, n + 2)) end
-return 0
-"""
-
-
-def _load_script(name: str) -> str:
-    lua = resources.files("gatekeeper.store") / "lua"
-    return (lua / "lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+# The field of the global control hash that holds the live grant-loop interval.
+_RATE_MS_FIELD = "rate-ms"
 
 
 def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Redis and lean-client errors of a store method become `StoreError` (the only place)."""
+
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await fn(*args, **kwargs)
@@ -85,108 +64,10 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
     return wrapper
 
 
-class _Cluster(RedisCluster):
-    """A `RedisCluster` that behaves like the standalone client's blocking pool.
-
-    Every command first makes sure the cluster topology is known: concurrent first calls
-    wait for one discovery instead of racing it (an uninitialised client routes EVALSHA
-    blindly: redis-py #3935). At most `pool_size` commands are in flight; more wait up to
-    `pool_timeout_s` for a turn instead of failing with `MaxConnectionsError` at once (each
-    node's pool holds `pool_size` connections, so a turn always finds one).
-    """
-
-    def __init__(self, *, pool_size: int, pool_timeout_s: float, **kwargs: Any) -> None:
-        super().__init__(max_connections=pool_size, **kwargs)
-        self._turns = asyncio.Semaphore(pool_size)
-        self._pool_timeout_s = pool_timeout_s
-
-    async def execute_command(self, *args: EncodableT, **kwargs: Any) -> Any:
-        try:
-            async with asyncio.timeout(self._pool_timeout_s):
-                await self._turns.acquire()
-        except TimeoutError:
-            raise MaxConnectionsError("no Redis connection free within the timeout") from None
-        try:
-            await self.initialize()  # a no-op once initialised; after a failure, rediscovers
-            return await super().execute_command(*args, **kwargs)
-        finally:
-            self._turns.release()
-
-
-Client = aioredis.Redis | RedisCluster
-
-
-class _Script:
-    """A Lua script called by SHA; when Redis lost its script cache (restart, failover,
-    SCRIPT FLUSH) the call falls back to EVAL, which runs and caches it in one atomic step.
-
-    With `lean` (a standalone Redis) the call goes through the lean pipelined client, which
-    costs far less CPU per call than redis-py's; otherwise through `client`.
-    """
-
-    def __init__(
-        self,
-        client: Client,
-        name: str,
-        source: str | None = None,
-        *,
-        lean: resp.RespClient | None = None,
-    ) -> None:
-        self._client = client
-        self._lean = lean
-        self._source = _load_script(name) if source is None else source
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
-
-    def __call__(self, keys: list[str], args: list[str | int]) -> Awaitable[Any]:
-        # A plain function handing back the awaitable: one coroutine frame less per call.
-        if self._lean is not None:
-            return self._lean.script(self._sha, self._source, keys, args)
-        return self._redis_py(keys, args)
-
-    async def _redis_py(self, keys: list[str], args: list[str | int]) -> Any:
-        try:
-            return await self._client.evalsha(self._sha, len(keys), *keys, *args)
-        except NoScriptError:
-            return await self._client.eval(self._source, len(keys), *keys, *args)
-
-
-class RedisKeys:
-    """Key names of one room; the `{room}` hash tag keeps a room in one cluster slot."""
-
-    __slots__ = (
-        "room",
-        "session_prefix",
-        "joins",
-        "cursor",
-        "waiting",
-        "waiting_seq",
-        "active",
-        "stats",
-        "control",
-    )
-
-    def __init__(self, prefix: str, stream: str, room: str) -> None:
-        base = f"{prefix}:{{{room}}}:"
-        self.room = room
-        self.session_prefix = base + "session:"
-        self.joins = base + stream
-        self.cursor = base + "stream:last-id"
-        self.waiting = base + "waiting"
-        self.waiting_seq = base + "waiting-seq"
-        self.active = base + "active"
-        self.stats = base + "stats"
-        self.control = base + "control"
-
-    def member(self, session_id: str) -> str:
-        """How a waiter is named in the room's waiting set, waiting-seq hash and stream.
-
-        The bare token of a `<token>.<room>` id (the room is in every key already: this saves
-        memory per waiter); any other id whole behind a '.', which no token contains, so the
-        scripts can always tell the two apart (`session_of` in lib.lua).
-        """
-        if room_of(session_id) == self.room:
-            return session_id.partition(".")[0]
-        return "." + session_id
+def _rate(fields: list[Any]) -> float:
+    """The grant rate from the rate sum, rate time, rate start and now a script returns."""
+    rate_sum, rate_at, rate_since, now = fields
+    return grant_rate(float(rate_sum), int(rate_at), int(rate_since), int(now))
 
 
 class RedisStore:
@@ -200,89 +81,39 @@ class RedisStore:
     def __init__(
         self,
         client: Client,
+        settings: RedisSettings | None = None,
         *,
-        key_prefix: str = "waiting-room",
-        stream: str = "joins",
         clock: Clock | None = None,
         lean: resp.RespClient | None = None,
     ) -> None:
+        settings = settings or RedisSettings()
         self._redis = client
         # The hot calls (scripts, PING) on a standalone Redis; None on a cluster.
         self._lean = lean
-        self._prefix = key_prefix
-        self._stream = stream
+        self._prefix = settings.key_prefix
+        self._stream = settings.stream
         self._clock = clock
         self._keys: dict[str, RedisKeys] = {}
         self._registered: dict[str, float] = {}
-        self._rooms_key = f"{key_prefix}:rooms"
-        self._control_key = f"{key_prefix}:control"
-        self._audit_key = f"{key_prefix}:audit"
-        self._join = _Script(client, "join", lean=lean)
-        self._poll = _Script(client, "poll", lean=lean)
-        self._leave = _Script(client, "leave", lean=lean)
-        self._grant = _Script(client, "grant", lean=lean)
-        self._counts = _Script(client, "counts", lean=lean)
-        self._set_controls = _Script(client, "set_controls", _SET_CONTROLS, lean=lean)
+        self._global = GlobalKeys(settings.key_prefix)
+        self._join = Script(client, ScriptName.JOIN, lean=lean)
+        self._poll = Script(client, ScriptName.POLL, lean=lean)
+        self._leave = Script(client, ScriptName.LEAVE, lean=lean)
+        self._grant = Script(client, ScriptName.GRANT, lean=lean)
+        self._counts = Script(client, ScriptName.COUNTS, lean=lean)
+        self._set_controls = Script(client, ScriptName.SET_CONTROLS, lean=lean)
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        key_prefix: str = "waiting-room",
-        stream: str = "joins",
-        pool_size: int = 64,
-        connect_timeout_s: float = 0.5,
-        socket_timeout_s: float = 0.5,
-        clock: Clock | None = None,
-    ) -> RedisStore:
+    def open(cls, settings: RedisSettings, *, clock: Clock | None = None) -> RedisStore:
         """A store with an explicit pool and timeouts: a slow Redis fails fast, never hangs.
 
         `redis+cluster://host:port[,host:port...]` (or `rediss+cluster://`) selects a Redis
-        Cluster; the nodes listed are where discovery starts.
+        Cluster; the nodes listed are where discovery starts. Nothing connects before first use.
         """
-        if url.startswith(tuple(f"{scheme}://" for scheme in CLUSTER_SCHEMES)):
-            parsed = parse_cluster_url(url)
-            cluster = _Cluster(
-                startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
-                pool_size=pool_size,
-                pool_timeout_s=socket_timeout_s,
-                socket_timeout=socket_timeout_s,
-                socket_connect_timeout=connect_timeout_s,
-                username=parsed.username,
-                password=parsed.password,
-                ssl=parsed.ssl,
-                decode_responses=True,
-                # Retries after connection errors and CLUSTERDOWN, rediscovering the topology
-                # first (MOVED/ASK redirects are followed without counting as retries).
-                retry=Retry(NoBackoff(), 1),
-            )
-            return cls(cluster, key_prefix=key_prefix, stream=stream, clock=clock)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=socket_timeout_s,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=connect_timeout_s,
-            decode_responses=True,
-            # Scripts are idempotent per session id, so one quick retry is safe.
-            retry=Retry(NoBackoff(), 1),
-        )
-        client = aioredis.Redis.from_pool(pool)
-        # Scripts and PING go through the lean client. It pipelines, so one connection carries
-        # any load, and carries it cheapest: the calls of a loop iteration share one write and
-        # their replies one read (more connections split those batches; Redis runs one
-        # command at a time anyway).
-        try:
-            lean: resp.RespClient | None = resp.RespClient.from_url(
-                url,
-                connections=1,
-                connect_timeout_s=connect_timeout_s,
-                socket_timeout_s=socket_timeout_s,
-            )
-        except resp.UnsupportedURL:
-            lean = None  # URL options only redis-py knows: it serves every call
-        return cls(client, key_prefix=key_prefix, stream=stream, clock=clock, lean=lean)
+        if is_cluster_url(settings.url):
+            return cls(connect_cluster(settings), settings, clock=clock)
+        client, lean = connect_standalone(settings)
+        return cls(client, settings, clock=clock, lean=lean)
 
     def keys(self, room: str) -> RedisKeys:
         """Key names of a room (cached)."""
@@ -295,17 +126,18 @@ class RedisStore:
         return "" if self._clock is None else str(self._clock())
 
     def _ticket(self, sid: str, room: str, reply: list[Any]) -> Ticket:
-        status, ahead, waiting, active, rsum, rat, rsince, now = reply
-        rate = grant_rate(float(rsum), int(rat), int(rsince), int(now))
+        status, ahead, waiting, active = reply[:4]
+        rate = _rate(reply[4:])
         return Ticket(sid, room, Status(status), int(ahead), int(waiting), int(active), rate)
 
     @_translated
     async def join(
         self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
     ) -> Ticket:
+        require_room(room, session_id)
         k = self.keys(room)
         keys = [
-            k.session_prefix + session_id,
+            k.session(session_id),
             k.joins,
             k.waiting,
             k.active,
@@ -332,7 +164,7 @@ class RedisStore:
     async def _register(self, room: str) -> None:
         now = time.monotonic()
         if now - self._registered.get(room, -_REGISTER_EVERY_S) >= _REGISTER_EVERY_S:
-            await self._redis.zadd(self._rooms_key, {room: time.time()})
+            await self._redis.zadd(self._global.rooms, {room: time.time()})
             self._registered[room] = now
 
     @_translated
@@ -341,7 +173,7 @@ class RedisStore:
         if room is None:
             return None
         k = self.keys(room)
-        keys = [k.session_prefix + session_id, k.waiting, k.active, k.stats, k.waiting_seq]
+        keys = [k.session(session_id), k.waiting, k.active, k.stats, k.waiting_seq]
         args: list[str | int] = [
             self._now(),
             session_id,
@@ -360,7 +192,7 @@ class RedisStore:
         if room is None:
             return False
         k = self.keys(room)
-        keys = [k.session_prefix + session_id, k.waiting, k.active, k.waiting_seq]
+        keys = [k.session(session_id), k.waiting, k.active, k.waiting_seq]
         final = Status.EXPIRED if revoke else Status.LEFT
         args: list[str | int] = [
             self._now(),
@@ -400,7 +232,7 @@ class RedisStore:
 
     @_translated
     async def rooms(self) -> list[str]:
-        rooms = await self._redis.zrange(self._rooms_key, 0, -1)
+        rooms = await self._redis.zrange(self._global.rooms, 0, -1)
         return sorted(str(r) for r in rooms)
 
     @_translated
@@ -408,9 +240,8 @@ class RedisStore:
         k = self.keys(room)
         keys = [k.waiting, k.active, k.stats, k.joins, k.cursor, k.waiting_seq]
         reply = await self._counts(keys=keys, args=[self._now()])
-        waiting, active, rsum, rat, rsince, now, oldest = reply
-        rate = grant_rate(float(rsum), int(rat), int(rsince), int(now))
-        return RoomCounts(room, int(waiting), int(active), rate, int(oldest))
+        waiting, active, oldest = reply[0], reply[1], reply[6]
+        return RoomCounts(room, int(waiting), int(active), _rate(reply[2:6]), int(oldest))
 
     @_translated
     async def controls(self, room: str) -> dict[str, str]:
@@ -427,25 +258,25 @@ class RedisStore:
 
     @_translated
     async def rate_ms(self) -> int | None:
-        value = await self._redis.hget(self._control_key, "rate-ms")
+        value = await self._redis.hget(self._global.control, _RATE_MS_FIELD)
         return None if value is None else int(value)
 
     @_translated
     async def set_rate_ms(self, ms: int | None) -> None:
         if ms is None:
-            await self._redis.hdel(self._control_key, "rate-ms")
+            await self._redis.hdel(self._global.control, _RATE_MS_FIELD)
         else:
-            await self._redis.hset(self._control_key, "rate-ms", str(ms))
+            await self._redis.hset(self._global.control, _RATE_MS_FIELD, str(ms))
 
     @_translated
     async def audit(self, entry: dict[str, str]) -> None:
-        fields: dict[Any, Any] = {"ts": self._now() or str(time.time_ns() // 1_000_000)}
+        fields: dict[Any, Any] = {"ts": self._now() or str(wall_clock())}
         fields.update(entry)
-        await self._redis.xadd(self._audit_key, fields, maxlen=AUDIT_LIMIT, approximate=True)
+        await self._redis.xadd(self._global.audit, fields, maxlen=AUDIT_LIMIT, approximate=True)
 
     @_translated
     async def audit_log(self, limit: int) -> list[dict[str, str]]:
-        entries: list[Any] = await self._redis.xrevrange(self._audit_key, count=limit) or []
+        entries: list[Any] = await self._redis.xrevrange(self._global.audit, count=limit) or []
         return [{str(k): str(v) for k, v in fields.items()} for _, fields in entries]
 
     @_translated

@@ -1,0 +1,298 @@
+"""The configurable keys: what each accepts, and parsing and validating one value."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
+from gatekeeper.config.settings import HOST_HEADERS, PROXY_CLIENTS, GateRoute, RoomOverride
+from gatekeeper.errors import ConfigError
+from gatekeeper.ids import ROOM_ID
+
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PREFIX = re.compile(r"(/[^/\s?#]+)+")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_DOMAIN = re.compile(r"(\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*)?")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?")
+_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_BAD = object()
+
+
+class Kind(StrEnum):
+    """What a key holds: a scalar, a list, or one of the two structured sections."""
+
+    STR = "str"
+    INT = "int"
+    MS = "ms"
+    """A duration in whole milliseconds."""
+    SECS = "secs"
+    """A duration in (fractional) seconds."""
+    BOOL = "bool"
+    LIST = "list"
+    ROUTES = "routes"
+    ROOMS = "rooms"
+
+
+_NUMBERS = frozenset({Kind.INT, Kind.MS, Kind.SECS})
+_DURATIONS = {Kind.MS: "ms", Kind.SECS: "s"}
+_SCALARS: dict[Kind, type] = {Kind.STR: str, Kind.INT: int, Kind.BOOL: bool}
+
+
+def env_var(key: str) -> str:
+    """The environment variable overriding a dotted key, e.g. WAITINGROOM_REDIS_URL."""
+    return "WAITINGROOM_" + re.sub(r"[.-]", "_", key.removeprefix("waitingroom.")).upper()
+
+
+def hint(key: str, options: Mapping[str, object]) -> str:
+    """A did-you-mean suffix naming the closest of `options` to a mistyped key, or ""."""
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _valid(check: Callable[[str], object]) -> Callable[[str], bool]:
+    """Wrap a check so that a ValueError (or a bad regex) raised by it counts as failure."""
+
+    def safe(value: str) -> bool:
+        try:
+            return bool(check(value))
+        except (ValueError, re.error):
+            return False
+
+    return safe
+
+
+@_valid
+def _redis_url(url: str) -> bool:
+    scheme, _, rest = url.partition("://")
+    if scheme in CLUSTER_SCHEMES:
+        return bool(parse_cluster_url(url).nodes)  # raises ValueError when malformed
+    _ = urlsplit(url).port  # raises ValueError on a malformed port
+    return url in ("", "memory://") or (scheme in ("redis", "rediss", "unix") and bool(rest))
+
+
+@_valid
+def _origin(url: str) -> bool:
+    p = urlsplit(url)
+    _ = p.port  # raises ValueError on a malformed port
+    bare = not (p.path or p.query or p.fragment or "@" in p.netloc)
+    return not url or (p.scheme in ("http", "https") and bool(p.hostname) and bare)
+
+
+_ip = _valid(lambda v: ipaddress.ip_network(v, strict=False) is not None)
+_regex = _valid(lambda v: re.compile(v) is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One configurable key: path under `waitingroom`, kind, numeric bounds and extra check."""
+
+    path: str
+    kind: Kind
+    lo: int | None = None
+    hi: int | None = None
+    gt: int | None = None
+    check: Callable[[Any], object] | None = None
+    what: str = ""
+
+    @property
+    def key(self) -> str:
+        """The full dotted key, e.g. waitingroom.redis.url."""
+        return f"waitingroom.{self.path}"
+
+    def expected(self) -> str:
+        """What the key accepts, as the error message words it."""
+        if self.what:
+            return self.what
+        if self.kind not in _NUMBERS:
+            return "a boolean (true/false)" if self.kind is Kind.BOOL else "a string"
+        noun = "an integer" if self.kind is Kind.INT else "a duration"
+        unit = f" {_DURATIONS[self.kind]}" if self.kind in _DURATIONS else ""
+        if self.hi is not None:
+            return f"{noun} in {self.lo}..{self.hi}{unit}"
+        return f"{noun} > {self.gt}{unit}" if self.gt is not None else f"{noun} >= {self.lo}{unit}"
+
+
+def _one_of(*options: object) -> dict[str, Any]:
+    return {"check": frozenset(options).__contains__, "what": f"one of {str(options)[1:-1]}"}
+
+
+_ROOM_IS = "a room id ([A-Za-z0-9_.-]{1,64})"
+_NAME_IS = "1-64 characters of [A-Za-z0-9_.:-]"
+_PREFIX_IS = "a path starting with / and without a trailing /"
+_IPS_ARE = "a list of IP addresses or CIDR networks"
+_GLOBS_ARE = "a list of path globs"
+SCHEMA: tuple[Leaf, ...] = (
+    Leaf("redis.url", Kind.STR, check=_redis_url,
+         what="empty, memory://, a redis://, rediss:// or unix:// URL, "
+              "or redis+cluster://host:port[,host:port...] (or rediss+cluster://)"),
+    Leaf("redis.key-prefix", Kind.STR, check=_NAME.fullmatch, what=_NAME_IS),
+    Leaf("redis.stream", Kind.STR, check=_NAME.fullmatch, what=_NAME_IS),
+    Leaf("redis.pool-size", Kind.INT, 1, 10_000),
+    Leaf("redis.connect-timeout-ms", Kind.MS, 1, 60_000),
+    Leaf("redis.socket-timeout-ms", Kind.MS, 1, 60_000),
+    Leaf("processing.capacity", Kind.INT, 1, 10_000_000),
+    Leaf("processing.batch-size", Kind.INT, 1, 100_000),
+    Leaf("processing.rate-ms", Kind.MS, 10, 60_000),
+    Leaf("processing.new-visitors-per-minute", Kind.INT, 0, 100_000_000),
+    Leaf("lifecycle.waiting-timeout", Kind.SECS, gt=0),
+    Leaf("lifecycle.claim-window", Kind.SECS, gt=0),
+    Leaf("lifecycle.idle-timeout", Kind.SECS, gt=0),
+    Leaf("lifecycle.retention", Kind.SECS, gt=0),
+    Leaf("polling.min-ms", Kind.MS, 100, 600_000),
+    Leaf("polling.max-ms", Kind.MS, 100, 600_000),
+    Leaf("rooms.default-room", Kind.STR, check=ROOM_ID.fullmatch, what=_ROOM_IS),
+    Leaf("rooms.allow-unlisted", Kind.BOOL),
+    Leaf("rooms.overrides", Kind.ROOMS),
+    Leaf("api.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
+    Leaf("api.max-body-bytes", Kind.INT, 64, 1_048_576),
+    Leaf("server.host", Kind.STR, check=re.compile(r"\S+").fullmatch,
+         what="a host name or address"),
+    Leaf("server.port", Kind.INT, 0, 65_535),
+    Leaf("server.graceful-timeout", Kind.SECS, 0),
+    Leaf("server.keep-alive", Kind.SECS, 1, 3600),
+    Leaf("server.log-format", Kind.STR, **_one_of("text", "json")),
+    Leaf("gate.origin", Kind.STR, check=_origin, what="empty or http(s)://host[:port], no path"),
+    Leaf("gate.protect", Kind.LIST, check=bool, what=_GLOBS_ARE),
+    Leaf("gate.bypass", Kind.LIST, check=bool, what=_GLOBS_ARE),
+    Leaf("gate.bypass-ips", Kind.LIST, check=_ip, what=_IPS_ARE),
+    Leaf("gate.bypass-user-agents", Kind.LIST, check=_regex, what="a list of regular expressions"),
+    Leaf("gate.routes", Kind.ROUTES),
+    Leaf("gate.done-paths", Kind.LIST, check=bool, what=_GLOBS_ARE),
+    Leaf("gate.static-prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
+    Leaf("gate.waiting-status", Kind.INT, **_one_of(200, 202, 429, 503)),
+    Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
+         what="empty or the path of an existing file"),
+    Leaf("gate.failure-policy", Kind.STR, **_one_of("closed", "open")),
+    Leaf("gate.cookie.name", Kind.STR, check=_TOKEN.fullmatch,
+         what="a cookie name (RFC 6265 token)"),
+    Leaf("gate.cookie.secure", Kind.BOOL),
+    Leaf("gate.cookie.same-site", Kind.STR, **_one_of("lax", "strict", "none")),
+    Leaf("gate.cookie.domain", Kind.STR, check=_DOMAIN.fullmatch, what="empty or a domain name"),
+    Leaf("gate.cookie.path", Kind.STR, check=re.compile(r"/[^\s;]*").fullmatch,
+         what="a path starting with /"),
+    Leaf("gate.cookie.max-age", Kind.SECS, gt=0),
+    Leaf("gate.cookie.pass-ttl", Kind.SECS, 0, 3600),
+    Leaf("gate.proof-header", Kind.STR, check=re.compile(r"[A-Za-z0-9-]+").fullmatch,
+         what="an HTTP header name"),
+    Leaf("proxy.connect-timeout", Kind.SECS, gt=0),
+    Leaf("proxy.read-timeout", Kind.SECS, gt=0),
+    Leaf("proxy.pool-size", Kind.INT, 1, 10_000),
+    Leaf("proxy.client", Kind.STR, **_one_of(*PROXY_CLIENTS)),
+    Leaf("proxy.host-header", Kind.STR, **_one_of(*HOST_HEADERS)),
+    Leaf("proxy.trusted-proxies", Kind.LIST, check=_ip, what=_IPS_ARE),
+    Leaf("admin.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
+)  # fmt: skip
+"""The table of configurable keys; load_config reads each from file, environment and CLI."""
+KEYS: tuple[str, ...] = tuple(leaf.key for leaf in SCHEMA)
+"""Every configurable dotted key, in config.yaml order (secrets excluded)."""
+_PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys
+    leaf.path.partition(".")[2]: leaf
+    for leaf in SCHEMA
+    if leaf.path.startswith("lifecycle.")
+    or leaf.path
+    in ("processing.capacity", "processing.batch-size", "processing.new-visitors-per-minute")
+}
+_BOOLS = dict.fromkeys(("true", "yes", "on", "1"), True)
+_BOOLS |= dict.fromkeys(("false", "no", "off", "0"), False)
+
+
+def _duration(kind: Kind, raw: object) -> Any:
+    """A duration in the kind's unit (a bare number is in that unit already), or _BAD."""
+    unit = _DURATIONS[kind]
+    if isinstance(raw, str) and (m := _DURATION.fullmatch(raw.strip())):
+        value = float(m[1]) * _MS[m[2] or unit] / _MS[unit]
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        return _BAD
+    if kind is Kind.SECS:
+        return value
+    return round(value) if math.isfinite(value) and abs(value - round(value)) < 1e-6 else _BAD
+
+
+def _parse(kind: Kind, raw: object) -> Any:
+    """The typed value of a YAML scalar or of text from the environment/CLI, or _BAD."""
+    if kind in _DURATIONS:
+        return _duration(kind, raw)
+    if isinstance(raw, str) and kind is not Kind.STR:
+        text = raw.strip()
+        if kind is Kind.LIST:
+            return tuple(item.strip() for item in text.split(",") if item.strip())
+        if kind is Kind.INT:
+            return int(text) if re.fullmatch(r"[+-]?\d+", text) else _BAD
+        return _BOOLS.get(text.lower(), _BAD)
+    if kind is Kind.LIST:
+        if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+            return tuple(raw)
+        return _BAD
+    ok = isinstance(raw, _SCALARS[kind])
+    return raw if ok and (kind is Kind.BOOL or not isinstance(raw, bool)) else _BAD
+
+
+def coerce(leaf: Leaf, raw: object, label: str) -> Any:
+    """Parse and validate one value; `label` names it in the error."""
+    if leaf.kind is Kind.ROUTES:
+        return _routes(raw, label)
+    if leaf.kind is Kind.ROOMS:
+        return _room_overrides(raw, label)
+    value = _parse(leaf.kind, raw)
+    ok = value is not _BAD
+    if ok and leaf.kind in _NUMBERS:
+        ok = math.isfinite(value) and not (
+            (leaf.lo is not None and value < leaf.lo)
+            or (leaf.hi is not None and value > leaf.hi)
+            or (leaf.gt is not None and value <= leaf.gt)
+        )
+    if ok and leaf.check is not None:
+        ok = all(map(leaf.check, value if isinstance(value, tuple) else (value,)))
+    if not ok:
+        raise ConfigError(f"{label}: must be {leaf.expected()}, got {raw!r}")
+    return value
+
+
+def _route(item: object, where: str) -> GateRoute:
+    if not isinstance(item, Mapping) or not set(item) <= {"pattern", "room"}:
+        raise ConfigError(f"{where}: must be a mapping with keys pattern and room, got {item!r}")
+    pattern, room = item.get("pattern"), item.get("room")
+    if not isinstance(pattern, str) or not pattern.startswith("/") or pattern.count("{room}") > 1:
+        raise ConfigError(f"{where}.pattern: must be a path glob with at most one {{room}}")
+    if room is not None and not (isinstance(room, str) and ROOM_ID.fullmatch(room)):
+        raise ConfigError(f"{where}.room: must be a room id ([A-Za-z0-9_.-]{{1,64}}), got {room!r}")
+    if (room is None) == ("{room}" not in pattern):
+        raise ConfigError(f"{where}: needs exactly one of a {{room}} placeholder or a fixed room")
+    return GateRoute(pattern, room)
+
+
+def _routes(raw: object, label: str) -> tuple[GateRoute, ...]:
+    if not isinstance(raw, list | tuple):
+        raise ConfigError(f"{label}: must be a list of {{pattern, room}} mappings, got {raw!r}")
+    return tuple(_route(item, f"{label}[{i}]") for i, item in enumerate(raw))
+
+
+def _room_overrides(raw: object, label: str) -> Mapping[str, RoomOverride]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{label}: must be a mapping of room id to settings, got {raw!r}")
+    rooms = {}
+    for room, body in raw.items():
+        where = f"{label}.{room}"
+        if not ROOM_ID.fullmatch(room):
+            raise ConfigError(f"{where}: room id must match [A-Za-z0-9_.-]{{1,64}}")
+        if not isinstance(body, Mapping | None):
+            raise ConfigError(f"{where}: must be a mapping, got {body!r}")
+        values = {}
+        for key, value in (body or {}).items():
+            if key not in _PER_ROOM:
+                raise ConfigError(f"{where}.{key}: unknown key{hint(key, _PER_ROOM)}")
+            values[key.replace("-", "_")] = coerce(_PER_ROOM[key], value, f"{where}.{key}")
+        rooms[room] = RoomOverride(**values)
+    return MappingProxyType(rooms)

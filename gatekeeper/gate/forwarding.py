@@ -1,0 +1,166 @@
+"""Forwarding a request to the app: the one request-header rewrite, and the response's way back."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope, Send
+from gatekeeper.clock import Clock
+from gatekeeper.config.settings import Settings
+from gatekeeper.gate.admission import Admission
+from gatekeeper.gate.cookies import strip_cookie
+from gatekeeper.gate.proof import make_proof
+from gatekeeper.metrics import Metrics
+
+COMMAND_HEADER = b"x-gatekeeper-command"
+REQUEST_ID = b"x-request-id"
+_COOKIE = b"cookie"
+
+
+class _Strip:
+    """Marker: strip our cookies from each Cookie header (nothing known about them)."""
+
+
+STRIP = _Strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An admitted request on its way to the app, and what to do on the way back."""
+
+    room: str
+    session_id: str
+    done: bool = False
+    """The path is a done path: a 2xx answer releases the place."""
+    set_cookie: tuple[bytes, bytes] | None = None
+    """A Set-Cookie header to pass on with the response (a new or renewed pass)."""
+    cookie: bytes | None | _Strip = STRIP
+    """The request's Cookie header without ours when already known (None: nothing left)."""
+
+
+class Forwarding:
+    """Runs the app for a request the gate lets through, and counts the response."""
+
+    def __init__(
+        self, app: ASGIApp, admission: Admission, metrics: Metrics, settings: Settings, clock: Clock
+    ) -> None:
+        self.app = app
+        self._admission = admission
+        self._metrics = metrics
+        self._clock = clock
+        self._cookie = settings.gate.cookie.name
+        self._proof_header = settings.gate.proof_header.lower().encode()
+        self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
+        self._id_prefix = secrets.token_hex(10).encode()
+        self._ids = itertools.count()
+
+    def headers(self, headers: HeaderSeq, admitted: Admitted) -> Headers:
+        """The request headers the app sees: our cookies and any client-made proof header
+        removed, the proof (when configured) and a request id (unless the client sent one)
+        added. The one rewrite, for the hot path and the full path alike."""
+        out: Headers = []
+        has_id = False
+        proof = self._proof_header
+        known = admitted.cookie
+        for item in headers:
+            key = item[0].lower()
+            if key == _COOKIE:
+                if isinstance(known, _Strip):
+                    out += strip_cookie((item,), self._cookie, family=True)
+                elif known is not None:
+                    out.append((item[0], known))
+            elif key == REQUEST_ID:
+                has_id = True
+                out.append(item)
+            elif key != proof:
+                out.append(item)
+        if self._proof_secret is not None:
+            value = make_proof(self._proof_secret, admitted.session_id, self._clock() // 1000)
+            out.append((self._proof_header, value.encode()))
+        if not has_id:
+            out.append(self._request_id())
+        return out
+
+    def _request_id(self) -> tuple[bytes, bytes]:
+        # One id follows a request from the gate into the origin's logs: unique per process
+        # start and request, and cheaper than uuid4 (no random bytes per request).
+        return (REQUEST_ID, b"%s%012x" % (self._id_prefix, next(self._ids)))
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, admitted: Admitted) -> None:
+        """Run the app for an admitted visitor: pass a renewed cookie on, obey the origin's
+        leave command and done paths, and count the response (status, time)."""
+        inner = dict(scope)
+        inner["headers"] = self.headers(scope["headers"], admitted)
+        if scope["type"] != "http":
+            return await self.app(inner, receive, send)
+        started = time.perf_counter()
+        status = 0
+        leave: str | None = None
+        room, session_id = admitted.room, admitted.session_id
+        done, cookie = admitted.done, admitted.set_cookie
+
+        # A plain function handing back `send`'s awaitable: no extra coroutine frame for
+        # every message of every admitted request.
+        def send_through(message: Message) -> Awaitable[None]:
+            nonlocal leave, status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = message.get("headers", ())
+                commanded = False
+                for key, _ in headers:
+                    if key.lower() == COMMAND_HEADER:
+                        commanded = True
+                        break
+                if commanded or cookie is not None or (done and 200 <= status < 300):
+                    out: Headers = []
+                    for key, value in headers:
+                        if key.lower() != COMMAND_HEADER:
+                            out.append((key, value))
+                        elif value.strip().lower() == b"leave":
+                            leave = "origin_command"
+                    if done and 200 <= status < 300:
+                        leave = leave or "done_path"
+                    if leave is not None:
+                        # The pass ends with the place: the next request starts over in line.
+                        out.append(
+                            self._admission.set_cookie(admitted.room, admitted.session_id, 0)
+                        )
+                    elif cookie is not None:
+                        out.append(cookie)
+                    message = {**message, "headers": out}
+            return send(message)
+
+        try:
+            await self.app(inner, receive, send_through)
+        finally:
+            self._metrics.response(status or 500, time.perf_counter() - started)
+        if leave is not None:
+            await self._admission.release(room, session_id, leave)
+
+    async def bypass(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app for a path the gate does not protect (a request id added, counted)."""
+        inner = dict(scope)
+        inner["headers"] = self._with_request_id(scope["headers"])
+        started = time.perf_counter()
+        status = 0
+
+        def send_through(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        try:
+            await self.app(inner, receive, send_through)
+        finally:
+            self._metrics.response(status or 500, time.perf_counter() - started)
+
+    def _with_request_id(self, headers: Headers) -> Headers:
+        for key, _ in headers:
+            if key == REQUEST_ID:
+                return headers
+        return [*headers, self._request_id()]

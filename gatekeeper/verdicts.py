@@ -1,0 +1,34 @@
+"""The gate's verdicts: what happens to one request for a protected path."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """One request's fate; the values are the `decision` label of the gate's metrics."""
+
+    PASS = "pass"
+    """A fresh pass in the cookie: forwarded without a store call."""
+    ADMITTED = "admitted"
+    """The store confirmed (or just granted) an active session: forwarded with a new pass."""
+    WAITING = "waiting"
+    """In line: the waiting page or the JSON status."""
+    HELD = "held"
+    """The room is in queue-all mode: nobody reaches the origin."""
+    UNAVAILABLE = "unavailable"
+    """The store failed and the failure policy is closed: "we'll be right back"."""
+    FAIL_OPEN = "fail_open"
+    """The store failed and the failure policy is open: forwarded unchecked."""
+    PASSTHROUGH = "passthrough"
+    """The room is in passthrough mode: forwarded, still counted in line."""
+    BYPASS = "bypass"
+    """A path the gate does not protect (static assets, bypass rules)."""
+    ABSENT = "absent"
+    """No session and none made (auth_request never joins); counted as waiting."""
+
+
+LET_THROUGH = frozenset({Verdict.PASS, Verdict.ADMITTED, Verdict.FAIL_OPEN, Verdict.PASSTHROUGH})
+"""The verdicts that forward the request to the app."""
+COUNTED = tuple(v for v in Verdict if v is not Verdict.ABSENT)
+"""The verdicts the metrics count (ABSENT is counted as WAITING)."""

@@ -1,0 +1,47 @@
+"""What a waiter is told: the estimated wait, the poll interval and its bounds, the poll body."""
+
+from __future__ import annotations
+
+from gatekeeper.config.settings import PollingSettings
+from gatekeeper.core.schedule import estimated_wait_seconds, poll_after_ms, status_body
+from gatekeeper.store.base import RoomPolicy, Status, Ticket
+
+POLLING = PollingSettings(min_ms=1000, max_ms=20_000)
+POLICY = RoomPolicy(10, 5, 300_000, 60_000, 300_000, 3_600_000)
+
+
+def ticket(status: Status, ahead: int = 0, rate: float = 0.0) -> Ticket:
+    return Ticket("x", "default", status, ahead, ahead + 1, 100, rate)
+
+
+def test_estimated_wait_counts_the_waiter_itself_and_needs_a_rate() -> None:
+    assert estimated_wait_seconds(ticket(Status.WAITING, ahead=9, rate=2.0)) == 5
+    assert estimated_wait_seconds(ticket(Status.WAITING, ahead=10, rate=2.0)) == 6
+    assert estimated_wait_seconds(ticket(Status.WAITING, ahead=9)) is None
+    assert estimated_wait_seconds(ticket(Status.ACTIVE)) == 0
+    assert estimated_wait_seconds(ticket(Status.LEFT)) is None
+
+
+def test_the_poll_interval_stays_inside_the_waiting_timeout_and_the_claim_window() -> None:
+    short = RoomPolicy(10, 5, 8_000, 30_000, 300_000, 3_600_000)
+    assert poll_after_ms(ticket(Status.ACTIVE), POLLING, short, 1.0) == 2000  # timeout / 4
+    tight = RoomPolicy(10, 5, 300_000, 6_000, 300_000, 3_600_000)
+    assert poll_after_ms(ticket(Status.ACTIVE), POLLING, tight, 1.0) == 2000  # window / 3
+    tiny = RoomPolicy(10, 5, 1_000, 1_000, 300_000, 3_600_000)
+    assert poll_after_ms(ticket(Status.ACTIVE), POLLING, tiny, 1.0) == 1000  # never below min
+
+
+def test_the_first_wave_is_what_the_max_rate_admits_within_five_seconds() -> None:
+    assert poll_after_ms(ticket(Status.WAITING, ahead=4), POLLING, POLICY, 1.0) == 1000
+    assert poll_after_ms(ticket(Status.WAITING, ahead=5), POLLING, POLICY, 1.0) == 20_000
+
+
+def test_status_body_is_the_poll_api_object() -> None:
+    body = status_body(ticket(Status.WAITING, ahead=199, rate=5.0), POLLING, POLICY, 50.0)
+    assert body == {
+        "sessionId": "x",
+        "status": "WAITING",
+        "position": 199,
+        "estimatedWaitSeconds": 40,
+        "pollAfterMs": 10_000,
+    }
