@@ -78,7 +78,7 @@ async def per_request_us(target: object, scope: Scope, n: int) -> float:
 def admitted_gate() -> tuple[WaitingRoom, Scope]:
     """The gate around the no-op app, and a request carrying an admitted visitor's cookie."""
     gate = WaitingRoom(app, load_config(overrides={"waitingroom.gate.cookie.pass-ttl": 3600}))
-    pass_until = gate._clock() + 3_600_000
+    pass_until = gate.admission.clock() + 3_600_000
     sid = "Yx2hN1c0dGsFvQ8mWkPq3A.default"
     cookie = gate.admission.set_cookie("default", sid, pass_until)[1].split(b";", 1)[0]
     return gate, scope_with(cookie)

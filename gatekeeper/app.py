@@ -137,18 +137,6 @@ class WaitingRoom(Gate):
         super().__init__(app, parts)
         self.codec = runtime.codec
 
-    async def __aenter__(self) -> WaitingRoom:
-        await self.runtime.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.runtime.stop()
-
 
 class Service:
     """API-only mode: the JSON API, health checks and the grant loop, no origin."""

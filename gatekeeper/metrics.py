@@ -67,8 +67,8 @@ class Metrics:
         child.inc()
 
     def decision(self, verdict: Verdict) -> None:
-        """Count one gate decision (ABSENT, auth_request's newcomer, counts as WAITING)."""
-        self._hot.decisions[Verdict.WAITING if verdict is Verdict.ABSENT else verdict] += 1
+        """Count one gate decision (any but ABSENT, which is counted as WAITING)."""
+        self._hot.decisions[verdict] += 1
 
     def response(self, status: int, seconds: float) -> None:
         """Count one forwarded response and its latency."""

@@ -20,6 +20,7 @@ from gatekeeper.config.settings import (
     ProxySettings,
     RedisSettings,
     RoomsSettings,
+    SameSite,
     ServerSettings,
     Settings,
 )
@@ -213,6 +214,6 @@ def load_config(
             f"waitingroom.polling.min-ms: must be <= waitingroom.polling.max-ms "
             f"({settings.polling.max_ms}), got {settings.polling.min_ms}"
         )
-    if settings.gate.cookie.same_site == "none" and not settings.gate.cookie.secure:
+    if settings.gate.cookie.same_site is SameSite.NONE and not settings.gate.cookie.secure:
         raise ConfigError("waitingroom.gate.cookie.same-site: 'none' requires secure: true")
     return settings

@@ -15,7 +15,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
-from gatekeeper.config.settings import HOST_HEADERS, PROXY_CLIENTS, GateRoute, RoomOverride
+from gatekeeper.config.settings import (
+    FailurePolicy,
+    GateRoute,
+    HostHeader,
+    LogFormat,
+    ProxyClient,
+    RoomOverride,
+    SameSite,
+)
 from gatekeeper.errors import ConfigError
 from gatekeeper.ids import ROOM_ID
 
@@ -103,6 +111,8 @@ class Leaf:
     gt: int | None = None
     check: Callable[[Any], object] | None = None
     what: str = ""
+    choices: type[StrEnum] | None = None
+    """For a closed set: the enum whose member the value becomes."""
 
     @property
     def key(self) -> str:
@@ -124,6 +134,10 @@ class Leaf:
 
 def _one_of(*options: object) -> dict[str, Any]:
     return {"check": frozenset(options).__contains__, "what": f"one of {str(options)[1:-1]}"}
+
+
+def _member_of(choices: type[StrEnum]) -> dict[str, Any]:
+    return {**_one_of(*(member.value for member in choices)), "choices": choices}
 
 
 _ROOM_IS = "a room id ([A-Za-z0-9_.-]{1,64})"
@@ -160,7 +174,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("server.port", Kind.INT, 0, 65_535),
     Leaf("server.graceful-timeout", Kind.SECS, 0),
     Leaf("server.keep-alive", Kind.SECS, 1, 3600),
-    Leaf("server.log-format", Kind.STR, **_one_of("text", "json")),
+    Leaf("server.log-format", Kind.STR, **_member_of(LogFormat)),
     Leaf("gate.origin", Kind.STR, check=_origin, what="empty or http(s)://host[:port], no path"),
     Leaf("gate.protect", Kind.LIST, check=bool, what=_GLOBS_ARE),
     Leaf("gate.bypass", Kind.LIST, check=bool, what=_GLOBS_ARE),
@@ -172,11 +186,11 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("gate.waiting-status", Kind.INT, **_one_of(200, 202, 429, 503)),
     Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
          what="empty or the path of an existing file"),
-    Leaf("gate.failure-policy", Kind.STR, **_one_of("closed", "open")),
+    Leaf("gate.failure-policy", Kind.STR, **_member_of(FailurePolicy)),
     Leaf("gate.cookie.name", Kind.STR, check=_TOKEN.fullmatch,
          what="a cookie name (RFC 6265 token)"),
     Leaf("gate.cookie.secure", Kind.BOOL),
-    Leaf("gate.cookie.same-site", Kind.STR, **_one_of("lax", "strict", "none")),
+    Leaf("gate.cookie.same-site", Kind.STR, **_member_of(SameSite)),
     Leaf("gate.cookie.domain", Kind.STR, check=_DOMAIN.fullmatch, what="empty or a domain name"),
     Leaf("gate.cookie.path", Kind.STR, check=re.compile(r"/[^\s;]*").fullmatch,
          what="a path starting with /"),
@@ -187,8 +201,8 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("proxy.connect-timeout", Kind.SECS, gt=0),
     Leaf("proxy.read-timeout", Kind.SECS, gt=0),
     Leaf("proxy.pool-size", Kind.INT, 1, 10_000),
-    Leaf("proxy.client", Kind.STR, **_one_of(*PROXY_CLIENTS)),
-    Leaf("proxy.host-header", Kind.STR, **_one_of(*HOST_HEADERS)),
+    Leaf("proxy.client", Kind.STR, **_member_of(ProxyClient)),
+    Leaf("proxy.host-header", Kind.STR, **_member_of(HostHeader)),
     Leaf("proxy.trusted-proxies", Kind.LIST, check=_ip, what=_IPS_ARE),
     Leaf("admin.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
 )  # fmt: skip
@@ -257,7 +271,7 @@ def coerce(leaf: Leaf, raw: object, label: str) -> Any:
         ok = all(map(leaf.check, value if isinstance(value, tuple) else (value,)))
     if not ok:
         raise ConfigError(f"{label}: must be {leaf.expected()}, got {raw!r}")
-    return value
+    return value if leaf.choices is None else leaf.choices(value)
 
 
 def _route(item: object, where: str) -> GateRoute:

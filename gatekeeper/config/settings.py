@@ -4,10 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.ids import DEFAULT_ROOM
+
+
+class LogFormat(StrEnum):
+    """How the process writes its log lines (`server.log-format`)."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class SameSite(StrEnum):
+    """The cookie's SameSite attribute (`gate.cookie.same-site`)."""
+
+    LAX = "lax"
+    STRICT = "strict"
+    NONE = "none"
+
+
+class FailurePolicy(StrEnum):
+    """What the gate does when the store fails (`gate.failure-policy`)."""
+
+    CLOSED = "closed"
+    """Admitted visitors go on until their pass runs out; newcomers get a 503."""
+    OPEN = "open"
+    """Everyone is let through unchecked."""
+
+
+class ProxyClient(StrEnum):
+    """The proxy's origin client (`proxy.client`)."""
+
+    BUILTIN = "builtin"
+    """The built-in pooled HTTP/1.1 client (asyncio and httptools)."""
+    AIOHTTP = "aiohttp"
+
+
+class HostHeader(StrEnum):
+    """The Host header the proxy sends (`proxy.host-header`)."""
+
+    ORIGIN = "origin"
+    """The origin's host."""
+    PRESERVE = "preserve"
+    """The client's Host, unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +139,7 @@ class ServerSettings:
     port: int = 8080
     graceful_timeout: float = 10.0
     keep_alive: float = 30.0
-    log_format: str = "text"
+    log_format: LogFormat = LogFormat.TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +148,7 @@ class CookieSettings:
 
     name: str = "gk_session"
     secure: bool = True
-    same_site: str = "lax"
+    same_site: SameSite = SameSite.LAX
     domain: str = ""
     path: str = "/"
     max_age: float = 86400.0
@@ -148,15 +190,9 @@ class GateSettings:
     static_prefix: str = "/_gatekeeper"
     waiting_status: int = 200
     waiting_template: str = ""
-    failure_policy: str = "closed"
+    failure_policy: FailurePolicy = FailurePolicy.CLOSED
     cookie: CookieSettings = field(default_factory=CookieSettings)
     proof_header: str = "X-Gatekeeper-Proof"
-
-
-PROXY_CLIENTS = ("builtin", "aiohttp")
-"""The origin clients `proxy.client` selects: the built-in HTTP/1.1 client or aiohttp."""
-HOST_HEADERS = ("origin", "preserve")
-"""What `proxy.host-header` sends: the origin's host, or the client's Host unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +202,23 @@ class ProxySettings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     pool_size: int = 100
-    client: str = "builtin"
-    host_header: str = "origin"
+    client: ProxyClient = ProxyClient.BUILTIN
+    host_header: HostHeader = HostHeader.ORIGIN
     trusted_proxies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        # The config loader checks these too (naming the key); this guards direct construction.
-        if self.host_header not in HOST_HEADERS:
-            raise ConfigError(f"proxy.host-header must be origin or preserve: {self.host_header!r}")
-        if self.client not in PROXY_CLIENTS:
-            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}")
+        # The config loader checks these too (naming the key); this guards direct construction
+        # and turns plain strings into the enum members.
+        try:
+            object.__setattr__(self, "host_header", HostHeader(self.host_header))
+        except ValueError:
+            raise ConfigError(
+                f"proxy.host-header must be origin or preserve: {self.host_header!r}"
+            ) from None
+        try:
+            object.__setattr__(self, "client", ProxyClient(self.client))
+        except ValueError:
+            raise ConfigError(f"proxy.client must be builtin or aiohttp: {self.client!r}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from gatekeeper.asgi import HeaderSeq
 from gatekeeper.clock import Clock, seconds
-from gatekeeper.config.settings import Settings
+from gatekeeper.config.settings import FailurePolicy, Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.gate.cookies import CookieAttributes, read_cookie, set_cookie_header, strip_cookie
@@ -44,12 +44,37 @@ class Decision:
     pass_until_ms: int = 0
 
 
+class Strip:
+    """Marker: strip our cookies from each Cookie header (nothing known about them)."""
+
+
+STRIP = Strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """An admitted request on its way to the app, and what to do on the way back."""
+
+    room: str
+    session_id: str
+    done: bool = False
+    """The path is a done path: a 2xx answer releases the place."""
+    set_cookie: tuple[bytes, bytes] | None = None
+    """A Set-Cookie header to pass on with the response (a new or renewed pass)."""
+    cookie: bytes | None | Strip = STRIP
+    """The request's Cookie header without ours when already known (None: nothing left)."""
+
+
 @dataclass(frozen=True, slots=True)
 class KnownHeader:
-    """A Cookie header seen before: this room's cookie in it, and the header without ours."""
+    """A Cookie header seen with a pass: this room's cookie in it, and what to forward.
+
+    `admitted` is built once, when the header is first seen, and serves every later request
+    that carries the same header (the hot path builds nothing).
+    """
 
     cookie: str
-    forwarded: bytes | None
+    admitted: Admitted
 
 
 class Admission:
@@ -77,7 +102,7 @@ class Admission:
         self._default_room = settings.rooms.default_room
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
-        self._fail_open = settings.gate.failure_policy == "open"
+        self._fail_open = settings.gate.failure_policy is FailurePolicy.OPEN
         self._renewing: set[str] = set()
         # False after a failed store call until one succeeds: no early renewals then, so that
         # during an outage admitted visitors keep going only until their pass runs out.
@@ -95,8 +120,8 @@ class Admission:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         return self._name if room == self._default_room else f"{self._name}-{room}"
 
-    def quick_pass(self, room: str, headers: HeaderSeq) -> tuple[str, KnownHeader] | None:
-        """The session and header of a request whose one Cookie header was seen with a pass.
+    def quick_pass(self, room: str, headers: HeaderSeq) -> Admitted | None:
+        """The admitted request whose one Cookie header was seen with a fresh pass.
 
         The hot path of an admitted visitor: the same answer `decide` would give (PASS, no
         cookie to set) from two dict lookups; None whenever `decide` must look (several or no
@@ -105,7 +130,8 @@ class Admission:
         """
         raw = None
         for key, value in headers:
-            if key == _COOKIE or key.lower() == _COOKIE:
+            # The length test first: most headers are told apart without lower-casing them.
+            if len(key) == 6 and (key == _COOKIE or key.lower() == _COOKIE):
                 if raw is not None:
                     return None  # several Cookie headers: the full path reads them all
                 raw = value
@@ -121,10 +147,9 @@ class Admission:
         left = visitor.pass_until_ms - now
         if left <= 0 or (left <= self._half_ms and self._store_ok):
             return None
-        sid = visitor.session_id
-        if self._denied and self._denied.get(sid, 0) > now:
+        if self._denied and self._denied.get(visitor.session_id, 0) > now:
             return None
-        return sid, known
+        return known.admitted
 
     def remember(self, room: str, headers: HeaderSeq) -> None:
         """Remember the request's single Cookie header as one carrying a pass (see quick_pass)."""
@@ -133,12 +158,14 @@ class Admission:
             return
         raw = bytes(cookies[0])
         value = read_cookie([(_COOKIE, raw)], self.cookie_name(room))
-        if value is None:
+        visitor = self.codec.loads(value) if value is not None else None
+        if value is None or visitor is None:
             return
         rest = strip_cookie([(_COOKIE, raw)], self._name, family=True)
+        admitted = Admitted(room, visitor.session_id, cookie=rest[0][1] if rest else None)
         if len(self._known) >= _KNOWN_MAX:
             self._known.clear()
-        self._known[(room, raw)] = KnownHeader(value, rest[0][1] if rest else None)
+        self._known[(room, raw)] = KnownHeader(value, admitted)
 
     async def decide(self, room: str, headers: HeaderSeq, *, join: bool = True) -> Decision:
         """The verdict for a request to `room`; without `join`, a newcomer is ABSENT."""

@@ -40,7 +40,7 @@ class AuthRequest:
             self._metrics.decision(Verdict.BYPASS)
             return await _answer(send, 200, 0, None)
         d = await self._admission.decide(room, scope["headers"], join=False)
-        self._metrics.decision(d.verdict)
+        self._metrics.decision(Verdict.WAITING if d.verdict is Verdict.ABSENT else d.verdict)
         if d.verdict not in LET_THROUGH:
             return await _answer(send, 401, 0, d.cookie)
         ttl = 0

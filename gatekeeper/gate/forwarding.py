@@ -6,12 +6,11 @@ import itertools
 import secrets
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 
 from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope, Send
 from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
-from gatekeeper.gate.admission import Admission
+from gatekeeper.gate.admission import Admission, Admitted, Strip
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.proof import make_proof
 from gatekeeper.metrics import Metrics
@@ -19,27 +18,6 @@ from gatekeeper.metrics import Metrics
 COMMAND_HEADER = b"x-gatekeeper-command"
 REQUEST_ID = b"x-request-id"
 _COOKIE = b"cookie"
-
-
-class _Strip:
-    """Marker: strip our cookies from each Cookie header (nothing known about them)."""
-
-
-STRIP = _Strip()
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """An admitted request on its way to the app, and what to do on the way back."""
-
-    room: str
-    session_id: str
-    done: bool = False
-    """The path is a done path: a 2xx answer releases the place."""
-    set_cookie: tuple[bytes, bytes] | None = None
-    """A Set-Cookie header to pass on with the response (a new or renewed pass)."""
-    cookie: bytes | None | _Strip = STRIP
-    """The request's Cookie header without ours when already known (None: nothing left)."""
 
 
 class Forwarding:
@@ -69,7 +47,7 @@ class Forwarding:
         for item in headers:
             key = item[0].lower()
             if key == _COOKIE:
-                if isinstance(known, _Strip):
+                if isinstance(known, Strip):
                     out += strip_cookie((item,), self._cookie, family=True)
                 elif known is not None:
                     out.append((item[0], known))

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Self
 
 from gatekeeper.asgi import ASGIApp, Lifecycle, Message, Receive, Scope, Send, serve_lifespan
-from gatekeeper.gate.admission import Admission
+from gatekeeper.gate.admission import Admission, Admitted
 from gatekeeper.gate.auth_request import AuthRequest
-from gatekeeper.gate.forwarding import Admitted, Forwarding
+from gatekeeper.gate.forwarding import Forwarding
 from gatekeeper.gate.responses import Responses
 from gatekeeper.gate.routes import Routes
 from gatekeeper.metrics import Metrics
 from gatekeeper.verdicts import LET_THROUGH, Verdict
 from gatekeeper.web.endpoints import Endpoints
+
+# Module-level: reading an enum member off its class costs a lookup on every request.
+_PASS = Verdict.PASS
+_BYPASS = Verdict.BYPASS
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,13 @@ class Gate:
         self._own = parts.endpoints.prefixes
         self._auth_path = parts.endpoints.own + "/auth"
 
+    async def __aenter__(self) -> Self:
+        await self._parts.lifecycle.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._parts.lifecycle.stop()
+
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         return self.admission.cookie_name(room)
@@ -66,14 +78,14 @@ class Gate:
             return await self.app(scope, receive, send)
         room, done = self._routes.route(scope)
         if room is None:
-            self._metrics.decision(Verdict.BYPASS)
+            self._metrics.decision(_BYPASS)
             return await self._forwarding.bypass(scope, receive, send)
         if kind == "http":
-            quick = self.admission.quick_pass(room, scope["headers"])
-            if quick is not None:
-                self._metrics.decision(Verdict.PASS)
-                sid, known = quick
-                admitted = Admitted(room, sid, done, cookie=known.forwarded)
+            admitted = self.admission.quick_pass(room, scope["headers"])
+            if admitted is not None:
+                self._metrics.decision(_PASS)
+                if done:
+                    admitted = replace(admitted, done=True)
                 return await self._forwarding.forward(scope, receive, send, admitted)
         await self._gate(scope, receive, send, room, done)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from gatekeeper.asgi import Headers, Message, Receive, Scope, Send, prefers_json
-from gatekeeper.config.settings import ProxySettings
+from gatekeeper.config.settings import HostHeader, ProxyClient, ProxySettings
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
 from gatekeeper.proxy.h1.client import H1Upstream
@@ -25,11 +25,11 @@ _DROP_TRUSTED = _HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for"}
 _DROP_UNTRUSTED = _DROP_TRUSTED | {b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _PATH_SAFE = "/:@!$&'()*+,;=~"
-CLIENTS: dict[str, type[H1Upstream | AiohttpUpstream]] = {
-    "builtin": H1Upstream,
-    "aiohttp": AiohttpUpstream,
+CLIENTS: dict[ProxyClient, type[H1Upstream | AiohttpUpstream]] = {
+    ProxyClient.BUILTIN: H1Upstream,
+    ProxyClient.AIOHTTP: AiohttpUpstream,
 }
-"""The origin client class for each `proxy.client` value (config.settings.PROXY_CLIENTS)."""
+"""The origin client class for each `proxy.client` value."""
 
 
 class ReverseProxy:
@@ -43,7 +43,7 @@ class ReverseProxy:
         self._origin = origin
         self._settings = settings = settings or ProxySettings()
         self._upstream = upstream
-        self._preserve_host = settings.host_header == "preserve"
+        self._preserve_host = settings.host_header is HostHeader.PRESERVE
         self._is_trusted = _trust_checker(settings.trusted_proxies)
 
     @property

@@ -8,8 +8,9 @@ import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatekeeper.gate.admission import STRIP, Admitted
 from gatekeeper.gate.cookies import strip_cookie
-from gatekeeper.gate.forwarding import REQUEST_ID, STRIP, Admitted
+from gatekeeper.gate.forwarding import REQUEST_ID
 from gatekeeper.gate.proof import verify_proof
 from tests.gate.harness import PROOF, Harness, admitted_cookie, raw_get
 

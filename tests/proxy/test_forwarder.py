@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from gatekeeper.asgi import Headers
-from gatekeeper.config.settings import PROXY_CLIENTS, ProxySettings
+from gatekeeper.config.settings import ProxyClient, ProxySettings
 from gatekeeper.errors import ConfigError, OriginTimeout
 from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
 from gatekeeper.proxy.forwarder import CLIENTS, ReverseProxy
@@ -58,7 +58,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def test_every_proxy_client_has_one_class() -> None:
-    assert sorted(CLIENTS) == sorted(PROXY_CLIENTS)
+    assert sorted(CLIENTS) == sorted(ProxyClient)
     assert CLIENTS["builtin"] is H1Upstream and CLIENTS["aiohttp"] is AiohttpUpstream
 
 

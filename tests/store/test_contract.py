@@ -447,7 +447,7 @@ async def test_oldest_queued_join_time(store: Store, policy: RoomPolicy, clock: 
     assert (await store.counts(ROOM)).oldest_join_ms == joined_at
 
 
-async def test_tick_and_audit_log(store: Store):
+async def test_rate_and_audit_log(store: Store):
     assert await store.rate_ms() is None
     await store.set_rate_ms(50)
     assert await store.rate_ms() == 50

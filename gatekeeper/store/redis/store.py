@@ -164,7 +164,8 @@ class RedisStore:
     async def _register(self, room: str) -> None:
         now = time.monotonic()
         if now - self._registered.get(room, -_REGISTER_EVERY_S) >= _REGISTER_EVERY_S:
-            await self._redis.zadd(self._global.rooms, {room: time.time()})
+            seen_ms = wall_clock() if self._clock is None else self._clock()
+            await self._redis.zadd(self._global.rooms, {room: seen_ms / 1000})
             self._registered[room] = now
 
     @_translated
