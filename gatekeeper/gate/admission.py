@@ -21,7 +21,7 @@ from gatekeeper.gate.cookies import CookieAttributes, read_cookie, set_cookie_he
 from gatekeeper.gate.tokens import CookieCodec, Visitor
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import TERMINAL, Mode, Status, Store, Ticket
+from gatekeeper.store.base import TERMINAL, Mode, Queue, Status, Ticket
 from gatekeeper.verdicts import Verdict
 
 log = logging.getLogger("gatekeeper.gate")
@@ -81,7 +81,7 @@ class Admission:
     """Decides admission for a room from the request headers; see the module docstring."""
 
     def __init__(
-        self, store: Store, rooms: Rooms, metrics: Metrics, settings: Settings, clock: Clock
+        self, store: Queue, rooms: Rooms, metrics: Metrics, settings: Settings, clock: Clock
     ) -> None:
         cookie = settings.gate.cookie
         self.store = store

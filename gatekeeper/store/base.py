@@ -116,13 +116,13 @@ CONTROL_FIELDS = tuple(Control)
 """Every live control, in order."""
 
 
-class Store(Protocol):
-    """Atomic waiting-room state. Every method is one atomic step in the backend.
+class Queue(Protocol):
+    """The queue of each room: sessions joining, polling, leaving and being granted places.
 
-    A session id names its room (`<token>.<room>`, see `gatekeeper.ids`), and every backend
-    follows that one rule: `join` accepts only ids of the room it is given, and `poll` and
-    `leave` find the room from the id alone (`room_of`). Backends raise `StoreError` (and
-    nothing else) when they cannot answer.
+    Every method is one atomic step in the backend. A session id names its room
+    (`<token>.<room>`, see `gatekeeper.ids`), and every backend follows that one rule: `join`
+    accepts only ids of the room it is given, and `poll` and `leave` find the room from the id
+    alone (`room_of`). Backends raise `StoreError` (and nothing else) when they cannot answer.
     """
 
     async def join(
@@ -165,6 +165,21 @@ class Store(Protocol):
         """Live waiting/active counts of a room."""
         ...
 
+    async def ping(self) -> None:
+        """Raise `StoreError` unless the backend answers."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+class Operations(Protocol):
+    """What operators set and read: live room controls, the live grant interval, the audit log.
+
+    Every replica sees a change at once; backends raise `StoreError` when they cannot answer.
+    """
+
     async def controls(self, room: str) -> dict[str, str]:
         """The live controls set on a room (only those set; see CONTROL_FIELDS)."""
         ...
@@ -189,13 +204,9 @@ class Store(Protocol):
         """The newest audit entries, newest first."""
         ...
 
-    async def ping(self) -> None:
-        """Raise `StoreError` unless the backend answers."""
-        ...
 
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
+class Store(Queue, Operations, Protocol):
+    """A backend: the queue and the operations in one place (embedded, Redis, Redis Cluster)."""
 
 
 def require_room(room: str, session_id: str) -> None:

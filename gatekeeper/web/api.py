@@ -20,7 +20,7 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Status, Store, Ticket
+from gatekeeper.store.base import Queue, Status, Ticket
 
 log = logging.getLogger("gatekeeper.web.api")
 
@@ -41,7 +41,7 @@ class WaitingRoomAPI:
     """
 
     def __init__(
-        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
+        self, store: Queue, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()

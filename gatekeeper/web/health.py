@@ -5,7 +5,7 @@ from __future__ import annotations
 from gatekeeper.asgi import Send, send_bytes, send_error
 from gatekeeper.errors import StoreError
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Store
+from gatekeeper.store.base import Queue
 
 _TEXT = b"text/plain; charset=utf-8"
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -14,7 +14,7 @@ PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 class Health:
     """Answers the health and metrics paths (relative to where they are mounted)."""
 
-    def __init__(self, store: Store, metrics: Metrics) -> None:
+    def __init__(self, store: Queue, metrics: Metrics) -> None:
         self._store = store
         self._metrics = metrics
 
