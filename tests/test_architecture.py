@@ -194,3 +194,14 @@ def test_public_api_is_exactly_the_documented_names() -> None:
 def test_public_names_resolve() -> None:
     for name in gatekeeper.__all__:
         assert getattr(gatekeeper, name) is not None
+
+
+def test_the_gate_middleware_is_dispatch_and_lifespan() -> None:
+    # Everything else a request needs lives in its own module of gate/ (admission, routes,
+    # forwarding, responses, auth_request); the middleware only hands requests to them.
+    tree = ast.parse(MODULES["gatekeeper.gate.middleware"].read_text(encoding="utf-8"))
+    gate = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Gate")
+    methods = {n.name for n in gate.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    dispatch = {"__init__", "__call__", "_gate", "cookie_name"}
+    lifespan = {"_lifespan", "__aenter__", "__aexit__"}
+    assert methods <= dispatch | lifespan
