@@ -57,7 +57,9 @@ class Runtime:
         self.store = store or open_store(settings.redis, clock=clock)
         self.rooms = Rooms(settings)
         self.metrics = Metrics()
-        self.granter = Granter(self.store, self.rooms, settings.processing.rate_ms, self.metrics)
+        self.granter = Granter(
+            self.store, self.rooms, settings.processing.rate_ms, self.metrics, self.clock
+        )
         self.admission = Admission(self.store, self.rooms, self.metrics, settings, self.clock)
         self.codec = self.admission.codec
         self.api = WaitingRoomAPI(self.store, self.rooms, settings, self.metrics)
@@ -77,7 +79,7 @@ class Runtime:
             log.info("grant loop started (every %d ms)", self.settings.processing.rate_ms)
 
     async def stop(self) -> None:
-        """Stop the grant loop, let background checks finish, then close the store
+        """Stop the grant loop, let store calls in flight finish, then close the store
         (idempotent)."""
         if self._started:
             self._started = False

@@ -92,31 +92,11 @@ def describe(settings: Settings) -> str:
 
 
 def _run(settings: Settings, log_level: str) -> None:
-    import uvicorn
-
     from gatekeeper.app import create_app
+    from gatekeeper.server import serve
 
     configure(log_level, settings.server.log_format)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        lifespan="on",
-        log_config=None,
-        log_level=log_level,
-        timeout_graceful_shutdown=int(settings.server.graceful_timeout),
-        # Waiting pages poll every 1–20 s: with uvicorn's 5 s default, most polls would open
-        # (and, behind TLS, negotiate) a new connection.
-        timeout_keep_alive=max(1, int(settings.server.keep_alive)),
-        # Client addresses come from the socket; trusted forwarders are the gate's concern.
-        proxy_headers=False,
-        server_header=False,
-        # The origin's Date passes through the proxy; a second one would be a duplicate.
-        date_header=not settings.gate.origin,
-    )
-    # uvicorn turns SIGTERM/SIGINT into a graceful shutdown: in-flight requests finish,
-    # then the lifespan stops the grant loop and closes the store.
-    uvicorn.Server(config).run()
+    serve(create_app(settings), settings, log_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

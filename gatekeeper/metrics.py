@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     HistogramMetricFamily,
@@ -17,54 +19,168 @@ from prometheus_client.registry import Collector
 from gatekeeper.store.base import GrantReport
 from gatekeeper.verdicts import COUNTED, Verdict
 
+OTHER_ROOMS = "~other"
+"""The room label shared by the unlisted rooms beyond ROOM_LABELS (not a valid room id)."""
+
+ROOM_LABELS = 100
+"""Unlisted rooms with a label of their own; configured rooms always have one. About 1 KB of
+/metrics per room (a dozen series): 100 keep a scrape near 100 KB, whatever rooms.max-unlisted."""
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+class PerRoom(Generic[M]):
+    """A metric whose first label is the room, named through `Metrics.room_label` (bounded).
+
+    Children are kept per label values (a hot-path increment costs no label lookup), and all of
+    a room label's series can be removed when its room is forgotten.
+    """
+
+    def __init__(self, metric: M, label: Callable[[str], str]) -> None:
+        self.metric: M = metric
+        self._label = label
+        self._children: dict[str, dict[tuple[str, ...], M]] = {}
+
+    def labels(self, room: str, *rest: str) -> M:
+        """The child of `room` (or of the label it shares) and the other label values."""
+        value = self._label(room)
+        children = self._children.setdefault(value, {})
+        child = children.get(rest)
+        if child is None:
+            child = children[rest] = self.metric.labels(value, *rest)
+        return child
+
+    def remove(self, value: str) -> None:
+        """Drop every series of one room label."""
+        for rest in self._children.pop(value, {}):
+            self.metric.remove(value, *rest)
+
 
 class Metrics:
-    """Every metric gatekeeper exports; one instance per process (or per test)."""
+    """Every metric gatekeeper exports; one instance per process (or per test).
 
-    def __init__(self) -> None:
+    Per-room series are bounded: configured rooms each get their own `room` label, other rooms
+    up to `room_labels`, and the rest share `OTHER_ROOMS` (their gauges summed). A room that
+    leaves the store's room list loses its series (`retain`, `forget_room`).
+    """
+
+    def __init__(self, room_labels: int = ROOM_LABELS) -> None:
         r = self.registry = CollectorRegistry()
-        self.waiting = Gauge(
-            "gatekeeper_room_waiting", "Visitors waiting in the room", ["room"], registry=r
+        label = self.room_label
+        self.waiting = PerRoom(
+            Gauge("gatekeeper_room_waiting", "Visitors waiting in the room", ["room"], registry=r),
+            label,
         )
-        self.active = Gauge(
-            "gatekeeper_room_active", "Visitors active in the room", ["room"], registry=r
+        self.active = PerRoom(
+            Gauge("gatekeeper_room_active", "Visitors active in the room", ["room"], registry=r),
+            label,
         )
-        self.capacity = Gauge(
-            "gatekeeper_room_capacity", "Configured or live capacity of the room", ["room"],
-            registry=r,
-        )  # fmt: skip
-        self.joins = Counter(
-            "gatekeeper_joins_total", "Sessions created", ["room", "admitted"], registry=r
+        self.capacity = PerRoom(
+            Gauge(
+                "gatekeeper_room_capacity",
+                "Configured or live capacity of the room",
+                ["room"],
+                registry=r,
+            ),
+            label,
         )
-        self.grants = Counter(
-            "gatekeeper_grants_total", "Waiters admitted by the grant loop", ["room"], registry=r
+        self.joins = PerRoom(
+            Counter("gatekeeper_joins_total", "Sessions created", ["room", "admitted"], registry=r),
+            label,
         )
-        self.leaves = Counter(
-            "gatekeeper_leaves_total",
-            "Places released on purpose, by trigger (api, done_path, origin_command, revoke)",
-            ["room", "reason"],
-            registry=r,
+        self.grants = PerRoom(
+            Counter(
+                "gatekeeper_grants_total",
+                "Waiters admitted by the grant loop",
+                ["room"],
+                registry=r,
+            ),
+            label,
         )
-        self.expirations = Counter(
+        self.leaves = PerRoom(
+            Counter(
+                "gatekeeper_leaves_total",
+                "Places released on purpose, by trigger (api, done_path, origin_command, revoke)",
+                ["room", "reason"],
+                registry=r,
+            ),
+            label,
+        )
+        self.expirations = PerRoom(Counter(
             "gatekeeper_expirations_total",
             "Sessions expired by the grant loop (active_lease: idle or unclaimed; waiting_timeout)",
             ["room", "reason"],
             registry=r,
-        )
+        ), label)  # fmt: skip
         self.store_errors = Counter(
             "gatekeeper_store_errors_total", "Failed store calls", ["operation"], registry=r
         )
-        # Children per label values, so a join costs no label lookup (one per room and outcome).
-        self._joins: dict[tuple[str, bool], Counter] = {}
+        self._limit = room_labels
+        self._configured: frozenset[str] = frozenset()
+        self._labels: dict[str, str] = {}
+        self._own = 0
+        # Rooms labelled since the last `retain` (they may join the store's list only now).
+        self._fresh: set[str] = set()
+        # Gauge figures (waiting, active, capacity) of each room under OTHER_ROOMS, and sums.
+        self._other: dict[str, tuple[int, int, int]] = {}
+        self._sums = [0, 0, 0]
         self._hot = _PerRequest()
         r.register(self._hot)
 
+    def set_configured(self, rooms: Collection[str]) -> None:
+        """The configured rooms: each always has its own label."""
+        self._configured = frozenset(rooms)
+
+    def room_label(self, room: str) -> str:
+        """The `room` label of a room: its own, or OTHER_ROOMS beyond the bound."""
+        found = self._labels.get(room)
+        if found is None:
+            if room == OTHER_ROOMS:  # the shared label itself (no room id has a '~')
+                return room
+            found = room
+            if room not in self._configured:
+                if self._own < self._limit:
+                    self._own += 1
+                else:
+                    found = OTHER_ROOMS
+            self._labels[room] = found
+            self._fresh.add(room)
+        return found
+
+    def retain(self, rooms: Collection[str]) -> None:
+        """Drop the series of rooms not in `rooms` (the grant loop's work list, each tick)."""
+        for room in [r for r in self._labels if r not in rooms and r not in self._fresh]:
+            self.forget_room(room)
+        self._fresh.clear()
+
+    def forget_room(self, room: str) -> None:
+        """Drop a forgotten room's series (a configured room keeps them)."""
+        if room in self._configured:
+            return
+        label = self._labels.pop(room, None)
+        if label is None:
+            return
+        if label == OTHER_ROOMS:
+            self._set_other(room, None)
+            return
+        self._own -= 1
+        for metric in (self.waiting, self.active, self.capacity):
+            metric.remove(label)
+        for counter in (self.joins, self.grants, self.leaves, self.expirations):
+            counter.remove(label)
+
+    def _set_other(self, room: str, figures: tuple[int, int, int] | None) -> None:
+        old = self._other.pop(room, (0, 0, 0))
+        new = (0, 0, 0) if figures is None else figures
+        if figures is not None:
+            self._other[room] = figures
+        for i, gauge in enumerate((self.waiting, self.active, self.capacity)):
+            self._sums[i] += new[i] - old[i]
+            gauge.labels(OTHER_ROOMS).set(self._sums[i])
+
     def joined(self, room: str, admitted: bool) -> None:
         """Count one new session (admitted at once or queued)."""
-        child = self._joins.get((room, admitted))
-        if child is None:
-            child = self._joins[(room, admitted)] = self.joins.labels(room, str(admitted).lower())
-        child.inc()
+        self.joins.labels(room, "true" if admitted else "false").inc()
 
     def decision(self, verdict: Verdict) -> None:
         """Count one gate decision (any but ABSENT, which is counted as WAITING)."""
@@ -81,9 +197,12 @@ class Metrics:
 
     def grant_report(self, room: str, report: GrantReport, capacity: int) -> None:
         """Record one grant step's figures."""
-        self.waiting.labels(room).set(report.waiting)
-        self.active.labels(room).set(report.active)
-        self.capacity.labels(room).set(capacity)
+        if self.room_label(room) == OTHER_ROOMS:
+            self._set_other(room, (report.waiting, report.active, capacity))
+        else:
+            self.waiting.labels(room).set(report.waiting)
+            self.active.labels(room).set(report.active)
+            self.capacity.labels(room).set(capacity)
         if report.granted:
             self.grants.labels(room).inc(len(report.granted))
         if report.expired_active:

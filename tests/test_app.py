@@ -52,7 +52,7 @@ def test_one_clock_reaches_every_part() -> None:
     assert codec.loads(raw) is None
 
 
-async def test_stop_drains_background_checks_before_closing_the_store() -> None:
+async def test_stop_drains_store_calls_in_flight_before_closing_the_store() -> None:
     clock = FakeClock()
     store = SlowStore(clock)
     runtime = Runtime(gate_settings(), store=store, clock=clock)
@@ -62,16 +62,20 @@ async def test_stop_drains_background_checks_before_closing_the_store() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as alice:
         assert (await alice.get("/seats")).status_code == 200  # admitted at once
         store.slow = True
-        # In the second half of the pass: renewed at once, confirmed in the background.
+        # In the second half of the pass: renewed once the store says the session is active.
         clock.advance(int(runtime.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
-        assert (await alice.get("/seats")).status_code == 200
-    await asyncio.sleep(0)
-    assert store.events == ["poll started"]
-    stopping = asyncio.create_task(runtime.stop())
-    await asyncio.sleep(0.01)
-    assert not stopping.done()  # waiting for the check in flight, store still open
-    store.release.set()
-    await stopping
+        renewing = asyncio.ensure_future(alice.get("/seats"))
+        for _ in range(100):
+            if store.events:
+                break
+            await asyncio.sleep(0)
+        assert store.events == ["poll started"]
+        renewing.cancel()  # the visitor went away; its store call is still in flight
+        stopping = asyncio.create_task(runtime.stop())
+        await asyncio.sleep(0.01)
+        assert not stopping.done()  # waiting for the call in flight, store still open
+        store.release.set()
+        await stopping
     assert store.events == ["poll started", "poll done", "store closed"]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gatekeeper.cli import describe
+from gatekeeper.cli import describe, main
 from gatekeeper.config import load_config
 from tests.config.support import ROOMS, load
 from tests.conftest import unique_prefix
@@ -84,7 +84,7 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no
 @pytest.mark.redis
 async def test_many_joins_fill_exactly_capacity_and_leaving_lets_the_next_in(
     service: tuple[str, subprocess.Popen[bytes], Path],
-):
+) -> None:
     base, proc, log = service
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
         joins = await asyncio.gather(
@@ -126,7 +126,7 @@ async def test_many_joins_fill_exactly_capacity_and_leaving_lets_the_next_in(
     assert "grant loop stopped" in log.read_text()
 
 
-def test_check_config_accepts_the_shipped_config_and_names_a_bad_key(tmp_path: Path):
+def test_check_config_accepts_the_shipped_config_and_names_a_bad_key(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     ok = subprocess.run(
         [*gatekeeper_command(), "check-config", "--config", str(root / "config.yaml")],
@@ -166,3 +166,32 @@ def test_describe_summarises_without_secrets(tmp_path: Path) -> None:
 def test_describe_defaults() -> None:
     text = describe(load_config(environ={}))
     assert "in-memory" in text and "API-only" in text and "overrides: none" in text
+
+
+def test_a_misspelt_variable_stops_the_command_with_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WAITINGROOM_PROCESSING_CAPACTY", "5")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gatekeeper: config error: WAITINGROOM_PROCESSING_CAPACTY: unknown")
+    assert "(did you mean 'WAITINGROOM_PROCESSING_CAPACITY'?)" in err
+
+
+def test_the_config_path_variable_is_known(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("WAITINGROOM_CONFIG", str(root / "config.yaml"))
+    assert main(["check-config"]) == 0
+    assert "capacity 100" in capsys.readouterr().out
+
+
+def test_a_short_admin_token_stops_the_command_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WAITINGROOM_ADMIN_TOKEN", "tiny-token")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "WAITINGROOM_ADMIN_TOKEN" in err and "10 characters" in err
+    assert "tiny-token" not in err

@@ -12,7 +12,9 @@ request, and a sampler reading the room's active count every ~10 ms. The invaria
   replayed later starts a new session, and the room's grant counter matches the sessions;
 - everyone finishes; and the same holds when one replica is SIGKILLed mid-run.
 
-Plus a small two-replica check that a session which left never reaches the origin again.
+Plus a small two-replica check that a session which left never reaches the origin again, and a
+three-replica check that a left or revoked session reaches the origin no later than a pass TTL
+after it ended, however its client spreads its requests.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster_rig import (
+    API,
     KEY_1,
     ActiveSampler,
     Rig,
@@ -283,4 +286,79 @@ async def test_a_session_that_left_never_reaches_the_origin_again(
             "PRODUCT BUG: a session that left (status LEFT, its place already given to the next "
             "visitor) still reaches the origin on its unexpired pass, so the origin serves "
             f"capacity + 1 sessions: the leave does not clear the pass cookie. Reply: {again}"
+        )
+
+
+PASS_TTL_S = 1.0
+# Every process runs on this machine's one clock (Redis TIME stamps endedAt, the gate signs
+# and checks passes, the origin stamps its records), so the margin covers no clock skew, only
+# the time from the gate's pass check to the origin's record: one loopback hop between two
+# processes, under 100 ms even on a loaded 2-core machine; 300 ms stays far below the pass TTL
+# a background renewal used to add (a left cookie went on for a whole pass or more).
+SKEW_MARGIN_MS = 300
+
+
+async def keep_using(
+    rig: Rig, v: Visitor, sid: str, cookie: str, seconds: float
+) -> tuple[int, str]:
+    """Requests for `seconds`, replicas in turn, each carrying the newest cookie of `sid` (a
+    renewed pass of that session is kept; another session's cookie is not): the most a
+    client can do to stretch a session. Returns how many reached the origin as `sid`, and the
+    newest cookie of `sid`."""
+    served, n = 0, 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        v.client.cookies.clear()
+        reply = await rig.request(v, f"/page/after-{n}", replica=n % 3, cookie=cookie)
+        assert reply.kind in ("origin", "waiting"), reply
+        held = v.cookie()
+        renewed = rig.reader.loads(held) if held is not None else None
+        if held is not None and renewed is not None and renewed.session_id == sid:
+            cookie = held
+        served += reply.kind == "origin" and reply.sid == sid
+        n += 1
+        await asyncio.sleep(0.02)
+    return served, cookie
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("end", ["leave", "revoke"])
+async def test_an_ended_session_reaches_no_replica_later_than_a_pass_ttl_after_it_ended(
+    redis_url: str, tmp_path: Path, end: str
+) -> None:
+    """Capacity 1, three replicas, a 1 s pass. A browses through every replica (its pass is
+    renewed on each), then leaves through the API or is revoked by an operator, and B gets the
+    place; A's client keeps sending its session's newest cookie, replicas in turn, for three
+    pass TTLs. The origin must see A's session no later than a pass TTL after it ended."""
+    ttl_ms = int(PASS_TTL_S * 1000)
+    settings = RigSettings(replicas=3, capacity=1, rate_ms=RATE_MS, pass_ttl_s=PASS_TTL_S)
+    async with Rig(redis_url, tmp_path, settings) as rig:
+        a, b, replayer = rig.new_visitor(1), rig.new_visitor(2), rig.new_visitor(3)
+        try:
+            assert (await rig.request(a, "/page/1", replica=0)).kind == "origin"
+            sid, cookie = a.sid, a.cookie()
+            assert sid is not None and cookie is not None
+            before, cookie = await keep_using(rig, replayer, sid, cookie, 2 * PASS_TTL_S)
+            assert before > 0
+            assert (await rig.request(b, "/page/1", replica=0)).kind == "waiting"
+            if end == "leave":
+                reply = await rig.control.post(f"{rig.replicas[1].url}{API}/sessions/{sid}:leave")
+                assert reply.status_code == 204, reply.text
+            else:
+                await rig.admin(2, "POST", f"/sessions/{sid}:revoke")
+            ended_ms = int((await asyncio.to_thread(rig.session_hashes, [sid]))[sid]["endedAt"])
+            after, _ = await keep_using(rig, replayer, sid, cookie, 3 * PASS_TTL_S)
+            await rig.wait_admitted(b, timeout=10)
+        finally:
+            await asyncio.gather(*(v.client.aclose() for v in (a, b, replayer)))
+        records, _ = await rig.origin.records()
+        late = [r for r in records if r.sid == sid and r.at_ms > ended_ms + ttl_ms]
+        last = max(r.at_ms for r in records if r.sid == sid)
+        print(
+            f"\n[{end}, 3 replicas, pass {PASS_TTL_S} s] A's session served {after} times after "
+            f"it ended; last origin request {last - ended_ms} ms after endedAt"
+        )
+        assert last <= ended_ms + ttl_ms + SKEW_MARGIN_MS, (
+            f"{len(late)} origin requests of an ended session more than a pass TTL after it "
+            f"ended, e.g. {late[:3]}"
         )

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from gatekeeper.config.schema import SCHEMA, Kind, coerce, env_var, hint
+from gatekeeper.config.checks import FILE_ONLY, check_env_names, check_settings
+from gatekeeper.config.schema import SCHEMA, SECRETS, coerce, env_var, hint
 from gatekeeper.config.settings import (
     AdminSettings,
     ApiSettings,
@@ -20,7 +21,6 @@ from gatekeeper.config.settings import (
     ProxySettings,
     RedisSettings,
     RoomsSettings,
-    SameSite,
     ServerSettings,
     Settings,
 )
@@ -32,13 +32,7 @@ _GROUPS: dict[str, Any] = {
     "server": ServerSettings, "gate.cookie": CookieSettings, "gate": GateSettings,
     "proxy": ProxySettings, "admin": AdminSettings,
 }  # fmt: skip
-_SECRETS = {
-    "gate.cookie.keys": "cookie_keys",
-    "gate.proof-secret": "proof_secret",
-    "admin.token": "admin_token",
-}
 _MIN_SECRET = 16  # characters; the HMAC key floor tokens.py and proof.py enforce too
-_STRUCTURED = frozenset({Kind.ROUTES, Kind.ROOMS})  # sections no environment variable can hold
 _ABSENT = object()
 
 
@@ -136,7 +130,7 @@ _SHAPE = _shape()
 
 def _check_tree(tree: object) -> None:
     """Reject secrets and unknown keys (with a did-you-mean hint) anywhere in the tree."""
-    for secret in _SECRETS:
+    for secret in SECRETS:
         if _lookup(tree, secret) is not _ABSENT:
             raise ConfigError(
                 f"waitingroom.{secret}: secrets come from the environment ({env_var(secret)}), "
@@ -153,13 +147,15 @@ def _weak(path: str, what: str, length: int) -> ConfigError:
 
 
 def _secrets(environ: Mapping[str, str]) -> dict[str, Any]:
-    found = {attr: environ.get(env_var(path), "").strip() for path, attr in _SECRETS.items()}
+    found = {attr: environ.get(env_var(path), "").strip() for path, attr in SECRETS.items()}
     keys = tuple(key.strip() for key in found["cookie_keys"].split(",") if key.strip())
     for i, key in enumerate(keys, 1):  # errors name position and length, never the secret
         if len(key) < _MIN_SECRET:
             raise _weak("gate.cookie.keys", f"key {i} has", len(key))
     if 0 < len(found["proof_secret"]) < _MIN_SECRET:
         raise _weak("gate.proof-secret", "it has", len(found["proof_secret"]))
+    if 0 < len(found["admin_token"]) < _MIN_SECRET:  # empty leaves the admin API off
+        raise _weak("admin.token", "it has", len(found["admin_token"]))
     return found | {"cookie_keys": keys}
 
 
@@ -176,7 +172,7 @@ def _tree(
         _merge(tree, doc or {})
     for leaf in SCHEMA:
         name = env_var(leaf.path)
-        if leaf.kind not in _STRUCTURED and name in environ:
+        if leaf.kind not in FILE_ONLY and name in environ:
             value = coerce(leaf, environ[name], f"{leaf.key} (from {name})")
             _merge(tree, _nest(leaf.path, value))
     for dotted, value in overrides.items():
@@ -208,12 +204,7 @@ def load_config(
 ) -> Settings:
     """Load settings: defaults < YAML file < WAITINGROOM_* environment < dotted CLI overrides."""
     environ = os.environ if environ is None else environ
+    check_env_names(environ)  # first: a misspelt variable explains whatever follows
     settings = _build(_tree(path, environ, overrides or {}), environ)
-    if settings.polling.min_ms > settings.polling.max_ms:
-        raise ConfigError(
-            f"waitingroom.polling.min-ms: must be <= waitingroom.polling.max-ms "
-            f"({settings.polling.max_ms}), got {settings.polling.min_ms}"
-        )
-    if settings.gate.cookie.same_site is SameSite.NONE and not settings.gate.cookie.secure:
-        raise ConfigError("waitingroom.gate.cookie.same-site: 'none' requires secure: true")
+    check_settings(settings)
     return settings

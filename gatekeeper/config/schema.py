@@ -7,7 +7,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -61,10 +61,13 @@ def env_var(key: str) -> str:
     return "WAITINGROOM_" + re.sub(r"[.-]", "_", key.removeprefix("waitingroom.")).upper()
 
 
-def hint(key: str, options: Mapping[str, object]) -> str:
-    """A did-you-mean suffix naming the closest of `options` to a mistyped key, or ""."""
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def hint(key: str, options: Collection[str], prefix: str = "") -> str:
+    """A did-you-mean suffix naming the closest of `options` to a mistyped key, or "".
+
+    A `prefix` shared by the key and every option is left out of the likeness."""
+    short = sorted(option.removeprefix(prefix) for option in options)
+    close = difflib.get_close_matches(key.removeprefix(prefix), short, n=1)
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
 def _valid(check: Callable[[str], object]) -> Callable[[str], bool]:
@@ -97,7 +100,36 @@ def _origin(url: str) -> bool:
 
 
 _ip = _valid(lambda v: ipaddress.ip_network(v, strict=False) is not None)
-_regex = _valid(lambda v: re.compile(v) is not None)
+# A blank regex matches every User-Agent, and a blank glob is a slip: both are refused.
+_regex = _valid(lambda v: bool(v.strip()) and re.compile(v) is not None)
+
+
+def _glob(glob: str) -> bool:
+    return bool(glob.strip())
+
+
+RESERVED_HEADERS = frozenset(
+    "accept accept-encoding accept-language authorization cache-control connection"
+    " content-encoding content-length content-type cookie date expect forwarded host if-match"
+    " if-modified-since if-none-match if-range if-unmodified-since keep-alive max-forwards"
+    " origin pragma proxy-authenticate proxy-authorization proxy-connection range referer"
+    " set-cookie te trailer transfer-encoding upgrade user-agent via www-authenticate"
+    " x-accel-expires x-gatekeeper-command x-original-uri x-real-ip x-request-id"
+    " x-requested-with".split()
+)
+"""Header names `gate.proof-header` may not take (lowercase): standard and hop-by-hop headers
+the proxy rewrites or the origin relies on, and the ones gatekeeper reads or sets itself."""
+RESERVED_HEADER_PREFIXES = ("x-forwarded-",)
+"""Header name prefixes `gate.proof-header` may not take: the forwarding claims."""
+
+
+def _proof_header(name: str) -> bool:
+    lower = name.lower()
+    return bool(
+        re.fullmatch(r"[A-Za-z0-9-]+", name)
+        and lower not in RESERVED_HEADERS
+        and not lower.startswith(RESERVED_HEADER_PREFIXES)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +176,7 @@ _ROOM_IS = "a room id ([A-Za-z0-9_.-]{1,64})"
 _NAME_IS = "1-64 characters of [A-Za-z0-9_.:-]"
 _PREFIX_IS = "a path starting with / and without a trailing /"
 _IPS_ARE = "a list of IP addresses or CIDR networks"
-_GLOBS_ARE = "a list of path globs"
+_GLOBS_ARE = "a list of non-blank path globs"
 SCHEMA: tuple[Leaf, ...] = (
     Leaf("redis.url", Kind.STR, check=_redis_url,
          what="empty, memory://, a redis://, rediss:// or unix:// URL, "
@@ -167,6 +199,8 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("rooms.default-room", Kind.STR, check=ROOM_ID.fullmatch, what=_ROOM_IS),
     Leaf("rooms.allow-unlisted", Kind.BOOL),
     Leaf("rooms.overrides", Kind.ROOMS),
+    Leaf("rooms.forget-after", Kind.SECS, gt=0),
+    Leaf("rooms.max-unlisted", Kind.INT, 0, 1_000_000),
     Leaf("api.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
     Leaf("api.max-body-bytes", Kind.INT, 64, 1_048_576),
     Leaf("server.host", Kind.STR, check=re.compile(r"\S+").fullmatch,
@@ -175,13 +209,18 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("server.graceful-timeout", Kind.SECS, 0),
     Leaf("server.keep-alive", Kind.SECS, 1, 3600),
     Leaf("server.log-format", Kind.STR, **_member_of(LogFormat)),
+    Leaf("server.max-head-bytes", Kind.INT, 1024, 1_048_576),
+    Leaf("server.max-headers", Kind.INT, 8, 1000),
+    Leaf("server.head-timeout", Kind.SECS, gt=0),
+    Leaf("server.max-connections", Kind.INT, 0, 1_000_000),
     Leaf("gate.origin", Kind.STR, check=_origin, what="empty or http(s)://host[:port], no path"),
-    Leaf("gate.protect", Kind.LIST, check=bool, what=_GLOBS_ARE),
-    Leaf("gate.bypass", Kind.LIST, check=bool, what=_GLOBS_ARE),
+    Leaf("gate.protect", Kind.LIST, check=_glob, what=_GLOBS_ARE),
+    Leaf("gate.bypass", Kind.LIST, check=_glob, what=_GLOBS_ARE),
     Leaf("gate.bypass-ips", Kind.LIST, check=_ip, what=_IPS_ARE),
-    Leaf("gate.bypass-user-agents", Kind.LIST, check=_regex, what="a list of regular expressions"),
+    Leaf("gate.bypass-user-agents", Kind.LIST, check=_regex,
+         what="a list of non-blank regular expressions"),
     Leaf("gate.routes", Kind.ROUTES),
-    Leaf("gate.done-paths", Kind.LIST, check=bool, what=_GLOBS_ARE),
+    Leaf("gate.done-paths", Kind.LIST, check=_glob, what=_GLOBS_ARE),
     Leaf("gate.static-prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
     Leaf("gate.waiting-status", Kind.INT, **_one_of(200, 202, 429, 503)),
     Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
@@ -196,19 +235,28 @@ SCHEMA: tuple[Leaf, ...] = (
          what="a path starting with /"),
     Leaf("gate.cookie.max-age", Kind.SECS, gt=0),
     Leaf("gate.cookie.pass-ttl", Kind.SECS, 0, 3600),
-    Leaf("gate.proof-header", Kind.STR, check=re.compile(r"[A-Za-z0-9-]+").fullmatch,
-         what="an HTTP header name"),
+    Leaf("gate.proof-header", Kind.STR, check=_proof_header,
+         what="an HTTP header name that is not a standard, hop-by-hop, X-Forwarded-* or "
+              "gatekeeper header (the list is in config.yaml)"),
     Leaf("proxy.connect-timeout", Kind.SECS, gt=0),
     Leaf("proxy.read-timeout", Kind.SECS, gt=0),
     Leaf("proxy.pool-size", Kind.INT, 1, 10_000),
     Leaf("proxy.client", Kind.STR, **_member_of(ProxyClient)),
     Leaf("proxy.host-header", Kind.STR, **_member_of(HostHeader)),
     Leaf("proxy.trusted-proxies", Kind.LIST, check=_ip, what=_IPS_ARE),
+    Leaf("proxy.max-response-head-bytes", Kind.INT, 1024, 16_777_216),
+    Leaf("proxy.pool-timeout", Kind.SECS, gt=0),
     Leaf("admin.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
 )  # fmt: skip
 """The table of configurable keys; load_config reads each from file, environment and CLI."""
 KEYS: tuple[str, ...] = tuple(leaf.key for leaf in SCHEMA)
 """Every configurable dotted key, in config.yaml order (secrets excluded)."""
+SECRETS = {
+    "gate.cookie.keys": "cookie_keys",
+    "gate.proof-secret": "proof_secret",
+    "admin.token": "admin_token",
+}
+"""The secrets (path under `waitingroom` to `Settings` field): from the environment only."""
 _PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys
     leaf.path.partition(".")[2]: leaf
     for leaf in SCHEMA

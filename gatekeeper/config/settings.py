@@ -121,6 +121,10 @@ class RoomsSettings:
     default_room: str = DEFAULT_ROOM
     allow_unlisted: bool = True
     overrides: Mapping[str, RoomOverride] = field(default_factory=_no_overrides)
+    forget_after: float = 600.0
+    """Seconds after its last join an empty room is dropped from the store's room list."""
+    max_unlisted: int = 1000
+    """Most unlisted rooms in the room list; a new one beyond is refused (0: none at all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,15 @@ class ServerSettings:
     graceful_timeout: float = 10.0
     keep_alive: float = 30.0
     log_format: LogFormat = LogFormat.TEXT
+    max_head_bytes: int = 16384
+    """Largest request line plus headers; a larger head is answered 431."""
+    max_headers: int = 100
+    """Most request header lines; more are answered 431."""
+    head_timeout: float = 10.0
+    """Seconds a request head may take to arrive."""
+    max_connections: int = 0
+    """Most open client connections; past it new requests are answered 503. 0: what the
+    open-file limit leaves after the origin and Redis pools (see `gatekeeper.server`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +218,10 @@ class ProxySettings:
     client: ProxyClient = ProxyClient.BUILTIN
     host_header: HostHeader = HostHeader.ORIGIN
     trusted_proxies: tuple[str, ...] = ()
+    max_response_head_bytes: int = 65536
+    """Largest origin status line plus headers; a larger one is answered 502."""
+    pool_timeout: float = 5.0
+    """Seconds to wait for a pooled origin connection; past it the answer is 504."""
 
     def __post_init__(self) -> None:
         # The config loader checks these too (naming the key); this guards direct construction

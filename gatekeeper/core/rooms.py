@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from gatekeeper.config.settings import RoomOverride, Settings
@@ -40,6 +41,12 @@ class Rooms:
         self._settings = settings
         self.default = settings.rooms.default_room
         self._allow_unlisted = settings.rooms.allow_unlisted
+        self._max_unlisted = settings.rooms.max_unlisted
+        self.forget_after_ms = max(1, round(settings.rooms.forget_after * 1000))
+        # Unlisted rooms in the store's room list as of the last grant tick, and those this
+        # process let in since (so a burst between two ticks cannot overshoot the cap).
+        self._unlisted: frozenset[str] = frozenset()
+        self._new: set[str] = set()
         self._policies: dict[str, RoomPolicy] = {}
         self._live: dict[str, dict[str, str]] = {}
         self._modes: dict[str, Mode] = {}
@@ -53,9 +60,33 @@ class Rooms:
             return self.default
         if not ROOM_ID.fullmatch(event_id):
             return None
-        if event_id not in self.configured and not self._allow_unlisted:
+        if event_id in self.configured:
+            return event_id
+        if not self._allow_unlisted:
             return None
+        if event_id not in self._unlisted and event_id not in self._new:
+            if len(self._unlisted) + len(self._new) >= self._max_unlisted:
+                return None
+            self._new.add(event_id)
         return event_id
+
+    def retain(self, listed: Iterable[str]) -> None:
+        """Record the store's room list (once per grant tick) and drop what other rooms left.
+
+        The live controls, modes and effective policies of rooms no longer listed go: the
+        caches stay as large as the list, whatever the number of rooms ever seen.
+        """
+        keep = {*listed, *self.configured}
+        self._unlisted = frozenset(keep - self.configured)
+        self._new.clear()
+        for cache in (self._live, self._modes, self._effective):
+            for room in [r for r in cache if r not in keep]:
+                del cache[room]
+
+    @property
+    def unlisted(self) -> int:
+        """Unlisted rooms in the store's room list as of the last grant tick."""
+        return len(self._unlisted)
 
     def set_live(self, room: str, controls: dict[str, str]) -> None:
         """Record a room's live controls as read from the store (once per grant tick)."""

@@ -3,7 +3,9 @@
 All cookie logic lives here: the cookie's name per room, reading and verifying it (once per
 distinct value, cached), the Cookie headers known to carry a fresh pass (the hot path of an
 admitted visitor: two dict lookups, no store call), and the Set-Cookie headers the gate sends.
-A pass in its second half is renewed at once while the store confirms in the background.
+A pass in its second half (or run out) is renewed only once the store says the session is still
+ACTIVE (one store call per visitor per pass), so no pass outlives its session by more than a
+pass TTL on any number of replicas.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from gatekeeper.asgi import HeaderSeq
 from gatekeeper.clock import Clock, seconds
@@ -21,13 +24,11 @@ from gatekeeper.gate.cookies import CookieAttributes, read_cookie, set_cookie_he
 from gatekeeper.gate.tokens import CookieCodec, Visitor
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import TERMINAL, Mode, Queue, Status, Ticket
+from gatekeeper.store.base import TERMINAL, Mode, Queue, RoomPolicy, Status, Ticket
 from gatekeeper.verdicts import Verdict
 
 log = logging.getLogger("gatekeeper.gate")
 
-# Sessions a background check found no longer active, remembered this many at most.
-_DENIED_MAX = 100_000
 # Cookie headers known to carry a pass, remembered this many at most (a few MB).
 _KNOWN_MAX = 16_384
 _COOKIE = b"cookie"
@@ -103,12 +104,11 @@ class Admission:
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
         self._fail_open = settings.gate.failure_policy is FailurePolicy.OPEN
-        self._renewing: set[str] = set()
         # False after a failed store call until one succeeds: no early renewals then, so that
         # during an outage admitted visitors keep going only until their pass runs out.
         self._store_ok = True
-        self._denied: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Store polls in flight per session, with when each was asked (clock ms).
+        self._polls: dict[str, tuple[int, asyncio.Task[Ticket | None]]] = {}
         self._known: dict[tuple[str, bytes], KnownHeader] = {}
 
     @property
@@ -125,8 +125,8 @@ class Admission:
 
         The hot path of an admitted visitor: the same answer `decide` would give (PASS, no
         cookie to set) from two dict lookups; None whenever `decide` must look (several or no
-        Cookie headers, first sight of the header, pass in its second half, session refused,
-        room held).
+        Cookie headers, first sight of the header, pass in its second half or run out, room
+        held).
         """
         raw = None
         for key, value in headers:
@@ -143,11 +143,8 @@ class Admission:
         visitor = self.codec.loads(known.cookie)
         if visitor is None:
             return None
-        now = self.clock()
-        left = visitor.pass_until_ms - now
+        left = visitor.pass_until_ms - self.clock()
         if left <= 0 or (left <= self._half_ms and self._store_ok):
-            return None
-        if self._denied and self._denied.get(visitor.session_id, 0) > now:
             return None
         return known.admitted
 
@@ -173,27 +170,41 @@ class Admission:
         if mode is Mode.QUEUE_ALL:
             # Emergency stop: nobody reaches the origin; sessions keep their places.
             return Decision(Verdict.HELD)
-        name = self.cookie_name(room)
-        raw = read_cookie(headers, name)
+        raw = read_cookie(headers, self.cookie_name(room))
         visitor = self.codec.loads(raw) if raw else None
+        if visitor is not None and room_of(visitor.session_id) != room:
+            visitor = None
         now = self.clock()
+        on_pass = visitor if visitor is not None and visitor.pass_until_ms > now else None
+        if on_pass is not None and (
+            on_pass.pass_until_ms - now > self._half_ms or not self._store_ok
+        ):
+            # A fresh pass is enough (no store call); while the store fails, no early renewal.
+            return Decision(Verdict.PASS, on_pass.session_id, None, None, on_pass.pass_until_ms)
+        policy = self.rooms.policy(room)
+        asked, ticket = now, None
         if visitor is not None:
-            passed = self._on_pass(room, visitor, now)
-            if passed is not None:
-                return passed
-            if room_of(visitor.session_id) != room or self._is_denied(visitor.session_id, now):
-                visitor = None
-        try:
-            ticket = await self._look_up(room, visitor, join)
-        except StoreError as exc:
-            return self._store_failed(exc)
-        if ticket is None:
-            return Decision(Verdict.ABSENT)
-        self._store_ok = True
+            try:
+                asked, ticket = await self._poll(visitor.session_id, policy)
+            except StoreError as exc:
+                return self._store_failed(exc, on_pass)
+            self._store_ok = True
+            if ticket is not None and ticket.status is Status.ACTIVE:
+                # The pass runs from when the store was asked, so that it cannot outlive the
+                # session by more than a pass TTL, whichever replica renews it.
+                return self._admit(room, ticket, asked, on_pass is not None)
+        if ticket is None or ticket.status in TERMINAL:
+            if not join:
+                return Decision(Verdict.ABSENT)
+            try:
+                ticket = await self.store.join(room, new_session_id(room), policy)
+            except StoreError as exc:
+                return self._store_failed(exc, None)
+            self._store_ok = True
+            self._metrics.joined(room, ticket.status is Status.ACTIVE)
+            if ticket.status is Status.ACTIVE:
+                return self._admit(room, ticket, now, False)
         sid = ticket.session_id
-        if ticket.status is Status.ACTIVE:
-            until = now + self._pass_ms
-            return Decision(Verdict.ADMITTED, sid, self.set_cookie(room, sid, until), ticket, until)
         fresh = visitor is None or visitor.session_id != sid
         cookie = self.set_cookie(room, sid, 0) if fresh else None
         if mode is Mode.PASSTHROUGH:
@@ -201,71 +212,43 @@ class Admission:
             return Decision(Verdict.PASSTHROUGH, sid, cookie, ticket)
         return Decision(Verdict.WAITING, sid, cookie, ticket)
 
-    def _is_denied(self, session_id: str, now: int) -> bool:
-        return bool(self._denied) and self._denied.get(session_id, 0) > now
+    def _admit(self, room: str, ticket: Ticket, asked: int, renewed: bool) -> Decision:
+        """Let an ACTIVE session through, its new pass running from `asked` (the store call)."""
+        sid, until = ticket.session_id, asked + self._pass_ms
+        verdict = Verdict.PASS if renewed else Verdict.ADMITTED
+        return Decision(verdict, sid, self.set_cookie(room, sid, until), ticket, until)
 
-    def _on_pass(self, room: str, visitor: Visitor, now: int) -> Decision | None:
-        """PASS for a fresh pass of this room (renewed in its second half), else None."""
-        sid = visitor.session_id
-        if visitor.pass_until_ms <= now or room_of(sid) != room or self._is_denied(sid, now):
-            return None
-        # The hot path: a fresh pass is enough, no store call.
-        if visitor.pass_until_ms - now > self._half_ms or not self._store_ok:
-            return Decision(Verdict.PASS, sid, None, None, visitor.pass_until_ms)
-        self._renew_later(room, sid)
-        until = now + self._pass_ms
-        return Decision(Verdict.PASS, sid, self.set_cookie(room, sid, until), None, until)
+    async def _poll(self, session_id: str, policy: RoomPolicy) -> tuple[int, Ticket | None]:
+        """The session's ticket and when the store was asked; concurrent requests of one
+        visitor share one store call (one call per visitor per pass)."""
+        flight = self._polls.get(session_id)
+        if flight is None:
+            task = asyncio.ensure_future(self.store.poll(session_id, policy))
+            flight = (self.clock(), task)
+            self._polls[session_id] = flight
+            task.add_done_callback(partial(self._landed, session_id))
+        # Shielded: a request cancelled (client gone) does not cancel the others' answer.
+        return flight[0], await asyncio.shield(flight[1])
 
-    async def _look_up(self, room: str, visitor: Visitor | None, join: bool) -> Ticket | None:
-        """The visitor's ticket from the store; a newcomer joins (None when `join` is off)."""
-        policy = self.rooms.policy(room)
-        ticket = None
-        if visitor is not None:
-            ticket = await self.store.poll(visitor.session_id, policy)
-        if ticket is None or ticket.status in TERMINAL:
-            if not join:
-                return None
-            ticket = await self.store.join(room, new_session_id(room), policy)
-            self._metrics.joined(room, ticket.status is Status.ACTIVE)
-        return ticket
+    def _landed(self, session_id: str, task: asyncio.Task[Ticket | None]) -> None:
+        flight = self._polls.get(session_id)
+        if flight is not None and flight[1] is task:
+            del self._polls[session_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed poll nobody waits for any more logs nothing
 
-    def _store_failed(self, exc: StoreError) -> Decision:
+    def _store_failed(self, exc: StoreError, on_pass: Visitor | None) -> Decision:
         self._store_ok = False
         self._metrics.store_errors.labels("gate").inc()
+        if on_pass is not None:
+            # The closed policy's promise: admitted visitors keep going until the pass runs out.
+            log.warning("store unavailable, pass kept until it runs out: %s", exc)
+            return Decision(Verdict.PASS, on_pass.session_id, None, None, on_pass.pass_until_ms)
         if self._fail_open:
             log.error("store unavailable, failing OPEN (visitor let through): %s", exc)
             return Decision(Verdict.FAIL_OPEN, "fail-open")
         log.warning("store unavailable, visitor held back: %s", exc)
         return Decision(Verdict.UNAVAILABLE)
-
-    def _renew_later(self, room: str, session_id: str) -> None:
-        """Confirm in the background that the session is still active (and extend its lease).
-
-        The request does not wait; if the session ended (left, revoked, expired), this replica
-        refuses its pass from then on, so a renewed pass cannot outlive the session here.
-        """
-        if session_id in self._renewing:
-            return
-        self._renewing.add(session_id)
-        task = asyncio.get_running_loop().create_task(self._confirm(room, session_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _confirm(self, room: str, session_id: str) -> None:
-        try:
-            ticket = await self.store.poll(session_id, self.rooms.policy(room))
-        except StoreError as exc:
-            self._store_ok = False
-            self._metrics.store_errors.labels("gate").inc()
-            log.warning("background pass check failed for %s: %s", session_id, exc)
-            return
-        finally:
-            self._renewing.discard(session_id)
-        self._store_ok = True
-        if ticket is None or ticket.status is not Status.ACTIVE:
-            if len(self._denied) >= _DENIED_MAX:
-                self._denied.clear()
-            self._denied[session_id] = self.clock() + 2 * self._pass_ms + 1
 
     async def release(self, room: str, session_id: str, reason: str) -> None:
         """Give up a session's place (a done path or the origin's leave command)."""
@@ -278,9 +261,9 @@ class Admission:
             self._metrics.leaves.labels(room, reason).inc()
 
     async def drain(self) -> None:
-        """Wait for the background checks in flight (at shutdown, before the store closes)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the store polls in flight (at shutdown, before the store closes)."""
+        while flights := [task for _, task in self._polls.values() if not task.done()]:
+            await asyncio.gather(*flights, return_exceptions=True)
 
     def set_cookie(self, room: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
         """The Set-Cookie header carrying `session_id` in `room` with the given pass."""

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope, Send
 from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
-from gatekeeper.gate.admission import Admission, Admitted, Strip
+from gatekeeper.gate.admission import STRIP, Admission, Admitted, Strip
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.proof import make_proof
 from gatekeeper.metrics import Metrics
@@ -18,6 +18,12 @@ from gatekeeper.metrics import Metrics
 COMMAND_HEADER = b"x-gatekeeper-command"
 REQUEST_ID = b"x-request-id"
 _COOKIE = b"cookie"
+_CONNECTION = b"connection"
+_CACHE_CONTROL = b"cache-control"
+_OWS = b" \t"
+# Directives that let a shared cache store the response (or that `private` replaces:
+# `private="set-cookie"` names fields, and leaves the rest cacheable).
+_SHARED = frozenset({b"public", b"s-maxage", b"private"})
 
 
 class Forwarding:
@@ -36,14 +42,15 @@ class Forwarding:
         self._id_prefix = secrets.token_hex(10).encode()
         self._ids = itertools.count()
 
-    def headers(self, headers: HeaderSeq, admitted: Admitted) -> Headers:
+    def headers(self, headers: HeaderSeq, admitted: Admitted | None) -> Headers:
         """The request headers the app sees: our cookies and any client-made proof header
-        removed, the proof (when configured) and a request id (unless the client sent one)
-        added. The one rewrite, for the hot path and the full path alike."""
+        removed, Connection tokens naming the headers the gate sets dropped, the proof (when
+        configured and `admitted`) and a request id (unless the client sent one) added. The
+        one rewrite, for the hot path, the full path and bypass (`admitted` None) alike."""
         out: Headers = []
         has_id = False
         proof = self._proof_header
-        known = admitted.cookie
+        known = STRIP if admitted is None else admitted.cookie
         for item in headers:
             key = item[0].lower()
             if key == _COOKIE:
@@ -54,14 +61,30 @@ class Forwarding:
             elif key == REQUEST_ID:
                 has_id = True
                 out.append(item)
+            elif key == _CONNECTION:
+                kept = self._connection(item)
+                if kept is not None:
+                    out.append(kept)
             elif key != proof:
                 out.append(item)
-        if self._proof_secret is not None:
+        if self._proof_secret is not None and admitted is not None:
             value = make_proof(self._proof_secret, admitted.session_id, self._clock() // 1000)
             out.append((self._proof_header, value.encode()))
         if not has_id:
             out.append(self._request_id())
         return out
+
+    def _connection(self, item: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:
+        """A Connection header without the tokens naming headers the gate sets (None: none
+        left). A proxy drops the headers Connection names, so a client naming the proof or
+        the request id would have them removed after the gate added them."""
+        value = item[1].lower()
+        if self._proof_header not in value and REQUEST_ID not in value:
+            return item
+        ours = (self._proof_header, REQUEST_ID)
+        kept = [t for t in item[1].split(b",") if t.strip(_OWS).lower() not in ours]
+        rest = b",".join(kept).strip(_OWS)
+        return (item[0], rest) if rest.strip(_OWS + b",") else None
 
     def _request_id(self) -> tuple[bytes, bytes]:
         # One id follows a request from the gate into the origin's logs: unique per process
@@ -104,10 +127,12 @@ class Forwarding:
                         leave = leave or "done_path"
                     if leave is not None:
                         # The pass ends with the place: the next request starts over in line.
+                        out = private(out)
                         out.append(
                             self._admission.set_cookie(admitted.room, admitted.session_id, 0)
                         )
                     elif cookie is not None:
+                        out = private(out)
                         out.append(cookie)
                     message = {**message, "headers": out}
             return send(message)
@@ -120,9 +145,9 @@ class Forwarding:
             await self._admission.release(room, session_id, leave)
 
     async def bypass(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app for a path the gate does not protect (a request id added, counted)."""
+        """Run the app for a path the gate does not protect (headers rewritten, counted)."""
         inner = dict(scope)
-        inner["headers"] = self._with_request_id(scope["headers"])
+        inner["headers"] = self.headers(scope["headers"], None)
         started = time.perf_counter()
         status = 0
 
@@ -137,8 +162,29 @@ class Forwarding:
         finally:
             self._metrics.response(status or 500, time.perf_counter() - started)
 
-    def _with_request_id(self, headers: Headers) -> Headers:
-        for key, _ in headers:
-            if key == REQUEST_ID:
-                return headers
-        return [*headers, self._request_id()]
+
+def private(headers: Headers) -> Headers:
+    """The headers of a response carrying our Set-Cookie, made uncacheable by shared caches
+    (which would hand the pass to everyone): `private` merged into Cache-Control, `public`
+    and `s-maxage` dropped; `private, no-store` when there was none."""
+    out: Headers = []
+    directives: list[bytes] = [b"private"]
+    found = False
+    for key, value in headers:
+        if key.lower() != _CACHE_CONTROL:
+            out.append((key, value))
+        elif b'"' in value:
+            # A quoted argument may hold commas: rather than parse it, store nothing at all.
+            found = True
+            directives.append(b"no-store")
+        else:
+            found = True
+            for directive in value.split(b","):
+                directive = directive.strip(_OWS)
+                name = directive.partition(b"=")[0].rstrip(_OWS).lower()
+                if directive and name not in _SHARED:
+                    directives.append(directive)
+    if not found:
+        directives.append(b"no-store")
+    out.append((_CACHE_CONTROL, b", ".join(dict.fromkeys(directives))))
+    return out

@@ -17,11 +17,22 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Paths an origin may read differently from us: Tomcat's `;params` (`/seats;.css` is /seats,
 # `/static/..;/seats` is /seats), backslashes, `//`, dot segments (also `...` and `.. `, which
 # Windows trims to `..`), a `%` left after decoding (double encoding), control characters, no
-# leading slash. Such a path is always gated (into the room of its normalised form) and never
-# bypassed, whatever the globs say.
-_SUSPECT = re.compile(r"[;\\%\x00-\x1f\x7f]|//|/ *\.[. ]*(?:/|$)|^(?!/)")
-# Encoded separators, dots and `%` in the raw path: origins disagree on decoding them.
-_RAW_SUSPECT = re.compile(rb"%(?:2[eEfF5]|5[cC]|3[bB])")
+# leading slash, a `?` or `#` (only ever there decoded from `%3F`/`%23`: a decoding hop in front
+# of the origin reads the rest as query or fragment). Such a path is always gated (into the room
+# of its canonical form) and never bypassed, whatever the globs say.
+_SUSPECT = re.compile(r"[;\\%?#\x00-\x1f\x7f]|//|/ *\.[. ]*(?:/|$)|^(?!/)")
+# Encoded separators, dots, `%`, `;`, `?` and `#` in the raw path: origins disagree on them.
+_RAW_SUSPECT = re.compile(rb"%(?:2[3eEfF5]|5[cC]|3[bBfF])")
+# A dot in a segment before the last (`/seats.php/x.css`: PHP's PATH_INFO runs seats.php, and
+# `/app.jsp/x.png` likewise): the path may name a script however it ends, so it never bypasses.
+# A leading dot (`/.well-known/`) names a directory, not a script.
+_DOTTED_DIR = re.compile(r"/[^/]+\.[^/]*(?=/)")
+_QUERY = re.compile(r"[?#]")
+# User-Agent patterns see only this many leading bytes: a search can be quadratic in the
+# length of what it reads (`.*bot` retries from every position), and the header is as long as
+# the client likes. Real User-Agents are a few hundred bytes and monitors name themselves
+# first, so nothing a bypass list is for lies beyond the prefix.
+_AGENT_PREFIX = 512
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 _WILD = re.compile(r"\*+|\{room\}")
 
@@ -41,6 +52,29 @@ def normalise(path: str) -> str:
     # As in RFC 3986, a trailing empty or dot segment leaves the path ending in a slash.
     tail = "/" if out and segment in ("", ".", "..") else ""
     return "/" + "/".join(out) + tail
+
+
+def canonical(path: str) -> str:
+    """The form protect and route globs see: `path` as the most lenient origin reads it.
+
+    Like `normalise`, and also cut at a `?` or `#` (decoded from `%3F`/`%23`), trailing dots
+    and spaces trimmed from every segment (IIS does), and no trailing slash (many frameworks
+    ignore it): `/seats/`, `/seats.`, `/seats%20` and `/seats%3F.css` are all `/seats`."""
+    out: list[str] = []
+    segments = [s.partition(";")[0] for s in path.replace("\\", "/").split("/")]
+    joined = "/".join(segments)
+    if cut := _QUERY.search(joined):
+        segments = joined[: cut.start()].split("/")
+    for segment in segments:
+        segment = segment.rstrip(" ")
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            segment = segment.rstrip(". ")
+            if segment:
+                out.append(segment)
+    return "/" + "/".join(out)
 
 
 def _segment(glob: str, capture: bool) -> str:
@@ -111,6 +145,23 @@ def _fold(path: str) -> str:
     return path if path.isascii() else unicodedata.normalize("NFKC", path)
 
 
+def _static(path: str) -> bool:
+    """True when the clean `path` may bypass: ASCII, and no script before its last segment."""
+    return path.isascii() and _DOTTED_DIR.search(path) is None
+
+
+def _protected(protect: re.Pattern[str], path: str) -> bool:
+    """True when `path`, as written or in canonical form, or a script it runs, is protected."""
+    if protect.fullmatch(path) or protect.fullmatch(canonical(path)):
+        return True
+    # `/seats.php/x` runs the script `/seats.php` (PATH_INFO): protected when it is.
+    for script in _DOTTED_DIR.finditer(path):
+        prefix = path[: script.end()]
+        if protect.fullmatch(prefix) or protect.fullmatch(canonical(prefix)):
+            return True
+    return False
+
+
 class PathRules:
     """The gate's routing decision, compiled once from the gate settings."""
 
@@ -136,22 +187,22 @@ class PathRules:
     def room_for(self, scope: Scope) -> str | None:
         """The room gating this request, or None when the request bypasses the gate.
 
-        A request is gated when its path matches a `protect` glob (ignoring case) or looks
-        ambiguous (see `_SUSPECT`); it bypasses the gate when the client IP or User-Agent is
-        listed, or when its path is unambiguous, ASCII and matches a `bypass` glob.
+        A request is gated when its path, as written or in its canonical form, matches a
+        `protect` glob (ignoring case) or looks ambiguous (see `_SUSPECT`); it bypasses the
+        gate when the client IP or User-Agent is listed, or when its path is unambiguous,
+        ASCII, names no script (see `_DOTTED_DIR`) and matches a `bypass` glob.
         """
         if self._trusted_client(scope):
             return None
         path = scope.get("path")
         path = path if isinstance(path, str) else ""
         if self._clean(path, scope.get("raw_path")):
-            if self._bypass is not None and path.isascii() and self._bypass.fullmatch(path):
+            bypass = self._bypass
+            if bypass is not None and _static(path) and bypass.fullmatch(path):
                 return None
             if not self._protects(path):
                 return None
-            if path.isascii():  # the fast path: a clean path is its own normal form
-                return self._route(path)
-        return self._route(normalise(_fold(path)))
+        return self._route(canonical(_fold(path)))
 
     def is_done(self, path: str) -> bool:
         """True when `path` (scope["path"]) is a configured done path."""
@@ -172,19 +223,20 @@ class PathRules:
         return (unquote(text) if "%" in text else text) == path
 
     def _protects(self, path: str) -> bool:
-        """True when the clean `path`, or its NFKC folding, matches a protect glob."""
-        if self._protect is None:
+        """True when the clean `path`, or its NFKC folding, is protected (see `_protected`)."""
+        protect = self._protect
+        if protect is None:
             return False
-        if self._protect.fullmatch(path):
+        if _protected(protect, path):
             return True
         folded = _fold(path)
         if folded == path:
             return False
         # Folding can create separators and dots (`..／seats`): gate those outright.
-        return _SUSPECT.search(folded) is not None or bool(self._protect.fullmatch(folded))
+        return _SUSPECT.search(folded) is not None or _protected(protect, folded)
 
     def _route(self, path: str) -> str:
-        """The room of the first route matching the normalised `path`, else the default."""
+        """The room of the first route matching the canonical `path`, else the default."""
         for regex, fixed in self._routes:
             match = regex.fullmatch(path)
             if match is None:
@@ -210,6 +262,6 @@ class PathRules:
         if self._agents:
             for name, value in scope.get("headers") or ():
                 if name == b"user-agent":  # the first one, as the origin usually reads it
-                    agent = bytes(value).decode("latin-1")
+                    agent = bytes(value[:_AGENT_PREFIX]).decode("latin-1")
                     return any(regex.search(agent) for regex in self._agents)
         return False

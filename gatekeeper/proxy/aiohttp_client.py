@@ -80,11 +80,19 @@ class AiohttpUpstream:
                 ),
                 # One visitor's cookies must never reach another visitor.
                 cookie_jar=aiohttp.DummyCookieJar(),
-                # sock_connect rather than connect: waiting for a free pooled connection is
-                # not the origin being slow, and a client that gives up frees its wait.
+                # aiohttp has one bound for waiting for a pooled connection and opening one
+                # (`connect`): the larger of `proxy.pool-timeout` and `proxy.connect-timeout`;
+                # `sock_connect` still bounds the opening alone.
                 timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=s.connect_timeout, sock_read=s.read_timeout
+                    total=None,
+                    connect=max(s.pool_timeout, s.connect_timeout),
+                    sock_connect=s.connect_timeout,
+                    sock_read=s.read_timeout,
                 ),
+                # aiohttp bounds a response head per line (`proxy.max-response-head-bytes`
+                # each) and by header count, not in total as the built-in client does.
+                max_line_size=s.max_response_head_bytes,
+                max_field_size=s.max_response_head_bytes,
                 auto_decompress=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
                 trust_env=False,

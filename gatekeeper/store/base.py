@@ -20,6 +20,10 @@ RATE_TAU_MS = 60_000
 # Operator actions the audit log keeps (the oldest go first).
 AUDIT_LIMIT = 10_000
 
+# A join lists its room (`Queue.rooms`) at most this often per store instance, or at once when
+# it found the room empty: a room with someone in it is never left off the list for long.
+REGISTER_EVERY_MS = 10_000
+
 
 class Status(StrEnum):
     """A session's state; the values are the API's status strings."""
@@ -159,6 +163,16 @@ class Queue(Protocol):
 
     async def rooms(self) -> list[str]:
         """Rooms that have seen joins recently (the grant loop's work list)."""
+        ...
+
+    async def forget(self, room: str, idle_ms: int) -> bool:
+        """Drop an empty room from `rooms()` when its last listing is `idle_ms` old or more.
+
+        True when the room was dropped: its queue state (sequence, rate, budget) is released,
+        its live controls and its ended sessions (until their retention) are kept. A room with
+        anyone waiting or active stays listed. A join that finds a room empty lists it again at
+        once, so a forgotten room works as before on its next join.
+        """
         ...
 
     async def counts(self, room: str) -> RoomCounts:

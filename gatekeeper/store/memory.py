@@ -4,19 +4,20 @@ It is also the executable reference model the Redis scripts are tested against, 
 mirrors its Lua script step by step. Every method runs without awaiting, which makes it atomic
 under asyncio.
 
-Its layout is simpler than Redis's: every session is a `_Session` here, while in Redis a WAITING
-session has no hash of its own (for memory, see join.lua) and is known by its entries in the
-room's waiting set, waiting-seq hash and stream; `_Session.seq` of a waiter is that waiting-seq
-entry. What the two can answer is the same.
+Its layout is simpler than Redis's: every session is a `SessionState` here, while in Redis a
+WAITING session has no hash of its own (for memory, see join.lua) and is known by its entries in
+the room's waiting set, waiting-seq hash and stream; `SessionState.seq` of a waiter is that
+waiting-seq entry. What the two can answer is the same.
+
+The room list (`rooms()`) is a registry of rooms with their last registration time, like the
+Redis sorted set `<prefix>:rooms`, registered by joins on the same throttle (`_register`).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
 from collections import deque
-from dataclasses import dataclass, field
 
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.ids import room_of
@@ -24,11 +25,10 @@ from gatekeeper.store.base import (
     AUDIT_LIMIT,
     RATE_TAU_MS,
     REAP_LIMIT,
+    REGISTER_EVERY_MS,
     SCAN_FACTOR,
     TERMINAL,
-    Control,
     GrantReport,
-    Mode,
     RoomCounts,
     RoomPolicy,
     Status,
@@ -36,95 +36,15 @@ from gatekeeper.store.base import (
     grant_rate,
     require_room,
 )
-
-_ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
-
-
-def _controls(r: _Room, policy: RoomPolicy) -> tuple[int, int, int, str]:
-    """Capacity, batch size, per-minute limit and mode: live controls over the policy."""
-    c = r.controls
-    return (
-        int(c.get(Control.CAPACITY, policy.capacity)),
-        int(c.get(Control.BATCH_SIZE, policy.batch_size)),
-        int(c.get(Control.PER_MINUTE, policy.per_minute)),
-        c.get(Control.MODE, Mode.OPEN),
-    )
-
-
-def _bucket(r: _Room, now: int, per_minute: int) -> int | None:
-    """Milli-tokens of the per-minute admission budget (None: no limit); see lib.lua."""
-    if per_minute <= 0:
-        return None
-    burst = max(1, math.ceil(per_minute / 12)) * 1000
-    tokens = burst if r.tokens is None else r.tokens
-    elapsed = now - (now if r.tokens_at is None else r.tokens_at)
-    if elapsed > 0:
-        tokens = min(burst, tokens + math.floor(elapsed * per_minute / 60))
-    return tokens
-
-
-def _spend(r: _Room, now: int, tokens: int | None, used: int) -> None:
-    if tokens is not None:
-        r.tokens, r.tokens_at = tokens - used * 1000, now
-
-
-class _ScoredSet:
-    """A sorted-set stand-in: member → score, with a lazy min-heap for range-by-score pops."""
-
-    def __init__(self) -> None:
-        self.scores: dict[str, int] = {}
-        self._heap: list[tuple[int, str]] = []
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def add(self, member: str, score: int) -> None:
-        self.scores[member] = score
-        heapq.heappush(self._heap, (score, member))
-        if len(self._heap) > 2 * len(self.scores) + 1024:
-            self._heap = [(s, m) for m, s in self.scores.items()]
-            heapq.heapify(self._heap)
-
-    def remove(self, member: str) -> None:
-        self.scores.pop(member, None)
-
-    def due(self, max_score: int, limit: int) -> list[str]:
-        """Members with score <= max_score, lowest first (ties by member), like ZRANGEBYSCORE."""
-        found: list[tuple[int, str]] = []
-        heap = self._heap
-        while heap and heap[0][0] <= max_score and len(found) < limit:
-            score, member = heapq.heappop(heap)
-            if self.scores.get(member) == score and (score, member) not in found:
-                found.append((score, member))
-        for item in found:
-            heapq.heappush(heap, item)
-        return [member for _, member in found]
-
-
-@dataclass(slots=True)
-class _Session:
-    room: str
-    status: Status
-    seq: int
-    user_id: str
-    joined_at: int
-    ended_at: int = 0
-
-
-@dataclass(slots=True)
-class _Room:
-    seq: int = 0
-    head: int = 0
-    granted: int = 0
-    rate_sum: float = 0.0
-    rate_at: int = 0
-    rate_since: int = 0
-    tokens: int | None = None
-    tokens_at: int | None = None
-    controls: dict[str, str] = field(default_factory=dict)
-    joins: deque[str] = field(default_factory=deque)
-    waiting: _ScoredSet = field(default_factory=_ScoredSet)
-    active: _ScoredSet = field(default_factory=_ScoredSet)
+from gatekeeper.store.memory_state import (
+    ADMITTING,
+    RoomState,
+    ScoredSet,
+    SessionState,
+    bucket,
+    controls_of,
+    spend,
+)
 
 
 class MemoryStore:
@@ -132,14 +52,18 @@ class MemoryStore:
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock = clock or wall_clock
-        self._sessions: dict[str, _Session] = {}
-        self._rooms: dict[str, _Room] = {}
+        self._sessions: dict[str, SessionState] = {}
+        self._rooms: dict[str, RoomState] = {}
+        # Room → last registration (ms): the Redis room set; and this store's throttle of it.
+        self._listed: dict[str, int] = {}
+        self._registered: dict[str, int] = {}
         self._retired: deque[tuple[int, str, int]] = deque()
         self._rate_ms: int | None = None
         self._audit: deque[dict[str, str]] = deque(maxlen=AUDIT_LIMIT)
 
     def _ticket(self, sid: str, room_id: str, status: Status, seq: int, now: int) -> Ticket:
-        room = self._rooms[room_id]
+        # A forgotten room has no state; its retained (ended) sessions read it as empty.
+        room = self._rooms.get(room_id) or RoomState()
         waiting, active = len(room.waiting), len(room.active)
         ahead = 0
         if status is Status.WAITING:
@@ -147,7 +71,7 @@ class MemoryStore:
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
         return Ticket(sid, room_id, status, ahead, waiting, active, rate)
 
-    def _session(self, session_id: str) -> _Session | None:
+    def _session(self, session_id: str) -> SessionState | None:
         """The session an id names, looked up in the room the id names (`room_of`)."""
         session = self._sessions.get(session_id)
         if session is None or session.room != room_of(session_id):
@@ -155,7 +79,7 @@ class MemoryStore:
         return session
 
     def _finish(
-        self, sid: str, session: _Session, status: Status, now: int, retention: int
+        self, sid: str, session: SessionState, status: Status, now: int, retention: int
     ) -> None:
         session.status = status
         session.ended_at = now
@@ -166,21 +90,23 @@ class MemoryStore:
     ) -> Ticket:
         require_room(room, session_id)
         now = self._clock()
-        r = self._rooms.setdefault(room, _Room())
+        r = self._rooms.setdefault(room, RoomState())
         current = self._sessions.get(session_id)
         if current is not None:
-            return self._ticket(session_id, room, current.status, current.seq, now)
+            ticket = self._ticket(session_id, room, current.status, current.seq, now)
+            self._register(room, ticket, now)
+            return ticket
         r.seq += 1
-        capacity, _, per_minute, mode = _controls(r, policy)
-        tokens = _bucket(r, now, per_minute)
+        capacity, _, per_minute, mode = controls_of(r, policy)
+        tokens = bucket(r, now, per_minute)
         if (
-            mode in _ADMITTING
+            mode in ADMITTING
             and (tokens is None or tokens >= 1000)
             and not r.waiting
             and len(r.active) < capacity
         ):
             status = Status.ACTIVE
-            _spend(r, now, tokens, 1)
+            spend(r, now, tokens, 1)
             r.head = r.seq
             r.active.add(session_id, now + policy.idle_timeout_ms)
         else:
@@ -188,15 +114,23 @@ class MemoryStore:
             status = Status.WAITING
             r.waiting.add(session_id, now)
             r.joins.append(session_id)
-        self._sessions[session_id] = _Session(room, status, r.seq, user_id, now)
-        return self._ticket(session_id, room, status, r.seq, now)
+        self._sessions[session_id] = SessionState(room, status, r.seq, user_id, now)
+        ticket = self._ticket(session_id, room, status, r.seq, now)
+        self._register(room, ticket, now)
+        return ticket
+
+    def _register(self, room: str, ticket: Ticket, now: int) -> None:
+        """List the room: at once when this join found it empty, else at most every 10 s."""
+        fresh = ticket.waiting + ticket.active == 1
+        if fresh or now - self._registered.get(room, now - REGISTER_EVERY_MS) >= REGISTER_EVERY_MS:
+            self._listed[room] = self._registered[room] = now
 
     async def poll(self, session_id: str, policy: RoomPolicy) -> Ticket | None:
         now = self._clock()
         session = self._session(session_id)
         if session is None:
             return None
-        room = self._rooms[session.room]
+        room = self._rooms.get(session.room) or RoomState()
         if session.status is Status.WAITING:
             seen = room.waiting.scores.get(session_id)
             if seen is not None and seen + policy.waiting_timeout_ms > now:
@@ -221,7 +155,7 @@ class MemoryStore:
         session = self._session(session_id)
         if session is None:
             return False
-        room = self._rooms[session.room]
+        room = self._rooms.get(session.room) or RoomState()
         if session.status is Status.WAITING:
             room.waiting.remove(session_id)
         elif session.status is Status.ACTIVE:
@@ -234,7 +168,7 @@ class MemoryStore:
             self._finish(session_id, session, final, now, policy.retention_ms)
         return True
 
-    def _reap(self, scored: _ScoredSet, max_score: int, status: Status, now: int, ret: int) -> int:
+    def _reap(self, scored: ScoredSet, max_score: int, status: Status, now: int, ret: int) -> int:
         count = 0
         for sid in scored.due(max_score, REAP_LIMIT):
             session = self._sessions.get(sid)
@@ -254,20 +188,24 @@ class MemoryStore:
 
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
         now = self._clock()
-        r = self._rooms.setdefault(room, _Room())
+        r = self._rooms.get(room)
+        if r is None:
+            # Nobody ever joined (or the room was forgotten): nothing to do, no state made.
+            self._forget_retired(now)
+            return GrantReport((), 0, 0, 0, 0)
         ret = policy.retention_ms
         expired_active = self._reap(r.active, now, Status.ACTIVE, now, ret)
         expired_waiting = self._reap(
             r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret
         )
         granted: list[str] = []
-        capacity, batch, per_minute, mode = _controls(r, policy)
+        capacity, batch, per_minute, mode = controls_of(r, policy)
         want = min(capacity - len(r.active), batch)
-        if mode not in _ADMITTING:
+        if mode not in ADMITTING:
             want = 0
         tokens = None
         if want > 0:
-            tokens = _bucket(r, now, per_minute)
+            tokens = bucket(r, now, per_minute)
             if tokens is not None:
                 want = min(want, tokens // 1000)
         if want > 0 and r.waiting:
@@ -291,7 +229,7 @@ class MemoryStore:
                     break
             if head is not None:
                 r.head = head
-            _spend(r, now, tokens, len(granted))
+            spend(r, now, tokens, len(granted))
             if granted:
                 decayed = (
                     r.rate_sum * math.exp(-(now - r.rate_at) / RATE_TAU_MS) if r.rate_at else 0.0
@@ -305,10 +243,30 @@ class MemoryStore:
         )
 
     async def rooms(self) -> list[str]:
-        return sorted(self._rooms)
+        return sorted(self._listed)
+
+    async def forget(self, room: str, idle_ms: int) -> bool:
+        # The steps of RedisStore.forget: off the list when old, then back when anyone is there.
+        now = self._clock()
+        seen = self._listed.get(room)
+        if seen is None or seen > now - idle_ms:
+            return False
+        del self._listed[room]
+        r = self._rooms.get(room)
+        if r is not None and (r.waiting or r.active):
+            self._listed[room] = now
+            return False
+        self._registered.pop(room, None)
+        if r is not None:
+            # Release: like release.lua, only the live controls an operator set stay.
+            if r.controls:
+                self._rooms[room] = RoomState(controls=r.controls)
+            else:
+                del self._rooms[room]
+        return True
 
     async def counts(self, room: str) -> RoomCounts:
-        r = self._rooms.get(room) or _Room()
+        r = self._rooms.get(room) or RoomState()
         rate = grant_rate(r.rate_sum, r.rate_at, r.rate_since, self._clock())
         oldest = 0
         for sid in itertools.islice(r.joins, 10):
@@ -323,7 +281,7 @@ class MemoryStore:
         return dict(r.controls) if r is not None else {}
 
     async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
-        controls = self._rooms.setdefault(room, _Room()).controls
+        controls = self._rooms.setdefault(room, RoomState()).controls
         for key, value in changes.items():
             if value is None:
                 controls.pop(key, None)

@@ -7,17 +7,7 @@ import json
 import math
 from typing import Any
 
-from gatekeeper.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    header,
-    read_body,
-    send_error,
-    send_json,
-)
+from gatekeeper.asgi import Receive, Scope, Send, header, send_error, send_json
 from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
@@ -25,6 +15,7 @@ from gatekeeper.errors import StoreError
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import Control, Mode, Store
+from gatekeeper.web.json_body import read_object
 
 # JSON field → (store control field, bounds) of the live room settings.
 _FIELDS = {
@@ -39,6 +30,8 @@ _MODE_ACTIONS = {
     "passthrough": Mode.PASSTHROUGH,
 }
 _MAX_BODY = 4096
+_MODES = frozenset(m.value for m in Mode)
+_SHOWN_KEY = 64  # an unknown field is echoed back in the error, cut to this many characters
 
 
 class AdminAPI:
@@ -132,7 +125,7 @@ class AdminAPI:
         changes: dict[str, str | None] = {}
         for key, value in body.items():
             if key == Control.MODE:
-                if value is not None and value not in set(Mode):
+                if value is not None and not (isinstance(value, str) and value in _MODES):
                     modes = ", ".join(m.value for m in Mode)
                     return await send_error(send, 400, "bad_request", f"mode: one of {modes}")
                 changes[Control.MODE] = None if value in (None, Mode.OPEN) else str(value)
@@ -144,7 +137,8 @@ class AdminAPI:
                     )
                 changes[field] = None if value is None else str(value)
             else:
-                return await send_error(send, 400, "bad_request", f"unknown field {key!r}")
+                shown = key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "…"
+                return await send_error(send, 400, "bad_request", f"unknown field {shown!r}")
         await self._change(room, changes, actor)
         await send_json(send, 200, await self._view(room))
 
@@ -157,21 +151,8 @@ class AdminAPI:
         await self.store.audit(entry)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> dict[str, Any] | None:
-        try:
-            raw = await read_body(scope, receive, _MAX_BODY)
-            data = json.loads(raw or b"{}")
-        except BodyTooLarge:
-            await send_error(send, 413, "body_too_large", "request body too large")
-            return None
-        except ClientGone:
-            return None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            await send_error(send, 400, "bad_request", "body is not valid JSON")
-            return None
-        if not isinstance(data, dict):
-            await send_error(send, 400, "bad_request", "body must be a JSON object")
-            return None
-        return data
+        """The JSON object body, or None once answered (400/413; see json_body)."""
+        return await read_object(scope, receive, send, _MAX_BODY)
 
     async def _view(self, room: str) -> dict[str, object]:
         counts = await self.store.counts(room)
@@ -214,6 +195,9 @@ def _int_in(value: object, lo: int, hi: int) -> bool:
 def _query_int(scope: Scope, name: bytes, default: int, lo: int, hi: int) -> int:
     for pair in bytes(scope.get("query_string", b"")).split(b"&"):
         key, _, value = pair.partition(b"=")
-        if key == name and value.isdigit():
-            return max(lo, min(hi, int(value)))
+        if key == name and value.isdigit():  # ASCII digits only: bytes.isdigit
+            digits = value.lstrip(b"0") or b"0"
+            if len(digits) > len(str(hi)):  # no int() of a 5,000-digit string: it is above hi
+                return hi
+            return max(lo, min(hi, int(digits)))
     return default

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import Any
 
-from gatekeeper.asgi import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    read_body,
-    send_error,
-    send_json,
-)
+from gatekeeper.asgi import Receive, Scope, Send, send_error, send_json
 from gatekeeper.config import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import Queue, Status, Ticket
+from gatekeeper.web.json_body import read_object
 
 log = logging.getLogger("gatekeeper.web.api")
 
@@ -85,13 +77,10 @@ class WaitingRoomAPI:
             await send_error(send, 503, "store_unavailable", "try again shortly", [RETRY_AFTER])
 
     async def _join(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            raw = await read_body(scope, receive, self._max_body)
-        except BodyTooLarge:
-            return await send_error(send, 413, "body_too_large", "request body too large")
-        except ClientGone:
-            return
-        event_id, user_id, problem = _parse_join(raw)
+        data = await read_object(scope, receive, send, self._max_body)
+        if data is None:
+            return  # answered already (400/413), or the client has gone
+        event_id, user_id, problem = _parse_join(data)
         if problem:
             return await send_error(send, 400, "bad_request", problem)
         room = self.rooms.resolve(event_id)
@@ -121,16 +110,8 @@ class WaitingRoomAPI:
         await send({"type": "http.response.body", "body": b""})
 
 
-def _parse_join(raw: bytes) -> tuple[str | None, str, str | None]:
-    """(eventId, userId, problem) from a join body; an empty body is an empty object."""
-    if not raw.strip():
-        return None, "", None
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None, "", "body is not valid JSON"
-    if not isinstance(data, dict):
-        return None, "", "body must be a JSON object"
+def _parse_join(data: dict[str, Any]) -> tuple[str | None, str, str | None]:
+    """(eventId, userId, problem) from a join body (already a JSON object, see json_body)."""
     event_id, user_id = data.get("eventId"), data.get("userId")
     if event_id is not None and not isinstance(event_id, str):
         return None, "", "eventId must be a string"

@@ -143,8 +143,18 @@ def test_env_is_parsed_even_when_a_later_override_wins() -> None:
     assert "WAITINGROOM_PROCESSING_CAPACITY" in error_of(environ=env, overrides=overrides)
 
 
-def test_unknown_and_file_only_env_vars_are_ignored() -> None:
-    env = {"WAITINGROOM_NOPE": "x", "WAITINGROOM_GATE_ROUTES": "x", "PATH": "/bin"}
+def test_unknown_and_file_only_env_vars_stop_startup() -> None:
+    # These were once ignored; a misspelt or file-only variable is now refused, naming it.
+    assert error_of(environ={"WAITINGROOM_NOPE": "x", "PATH": "/bin"}).startswith(
+        "WAITINGROOM_NOPE: unknown environment variable"
+    )
+    assert error_of(environ={"WAITINGROOM_GATE_ROUTES": "x"}).startswith(
+        "WAITINGROOM_GATE_ROUTES: waitingroom.gate.routes cannot be set from the environment"
+    )
+
+
+def test_variables_outside_the_prefix_are_ignored() -> None:
+    env = {"PATH": "/bin", "WAITINGROOMS_X": "x", "X_WAITINGROOM_NOPE": "x", "WAITINGROOM": "x"}
     assert load_config(environ=env) == Settings()
 
 
@@ -230,11 +240,11 @@ def test_secrets_come_from_the_environment_and_stay_out_of_repr() -> None:
     env = {
         "WAITINGROOM_GATE_COOKIE_KEYS": f" {KEY_A}, {KEY_B} ",
         "WAITINGROOM_GATE_PROOF_SECRET": "proof-secret-0123456789",
-        "WAITINGROOM_ADMIN_TOKEN": "admin-token-xyz",
+        "WAITINGROOM_ADMIN_TOKEN": "admin-token-xyz-0123",  # tokens need 16 characters now
     }
     s = load_config(environ=env)
     assert s.cookie_keys == (KEY_A, KEY_B)
-    assert s.proof_secret == "proof-secret-0123456789" and s.admin_token == "admin-token-xyz"
+    assert s.proof_secret == "proof-secret-0123456789" and s.admin_token == "admin-token-xyz-0123"
     for text in (repr(s), str(s), describe(s)):
         assert KEY_A not in text and "proof-secret" not in text and "admin-token" not in text
 

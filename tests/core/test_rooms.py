@@ -84,3 +84,47 @@ def test_mode_follows_the_live_control_and_falls_back_to_open() -> None:
     assert rooms.mode("default") is Mode.PAUSED
     rooms.set_live("default", {Control.MODE: "sideways"})
     assert rooms.mode("default") is Mode.OPEN
+
+
+def _capped(cap: int, **extra: object) -> Rooms:
+    return Rooms(
+        load_config(None, environ={}, overrides={"waitingroom.rooms.max-unlisted": cap, **extra})
+    )
+
+
+def test_new_unlisted_rooms_are_refused_at_the_cap_and_listed_ones_keep_working() -> None:
+    rooms = _capped(3)
+    assert [rooms.resolve(r) for r in ("a", "b", "c", "d")] == ["a", "b", "c", None]
+    assert rooms.resolve("a") == "a"  # let in since the last tick: still works
+    rooms.retain(["a", "b", "c"])
+    assert rooms.unlisted == 3
+    assert rooms.resolve("d") is None and rooms.resolve("b") == "b"
+    rooms.retain(["a"])  # two were forgotten: two new ones fit
+    assert [rooms.resolve(r) for r in ("d", "e", "f")] == ["d", "e", None]
+
+
+def test_configured_rooms_and_the_default_are_never_capped(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "waitingroom:\n  rooms:\n    max-unlisted: 0\n    overrides:\n      vip: {capacity: 5}\n"
+    )
+    rooms = Rooms(load_config(str(config), environ={}))
+    assert rooms.resolve("vip") == "vip"
+    assert rooms.resolve(None) == rooms.resolve("default") == "default"
+    assert rooms.resolve("other") is None  # 0: no unlisted room at all
+    rooms.retain(["other", "vip"])
+    assert rooms.unlisted == 1 and rooms.resolve("another") is None
+
+
+def test_retain_drops_the_caches_of_rooms_no_longer_listed() -> None:
+    rooms = _capped(1000)
+    for n in range(500):
+        rooms.set_live(f"r{n}", {Control.CAPACITY: "3", Control.MODE: Mode.PAUSED})
+        rooms.effective(f"r{n}")
+    rooms.set_live("default", {Control.MODE: Mode.PAUSED})
+    rooms.retain(["r7"])
+    assert rooms.mode("r7") is Mode.PAUSED and rooms.effective("r7").capacity == 3
+    assert rooms.mode("default") is Mode.PAUSED  # configured: kept
+    assert rooms.mode("r8") is Mode.OPEN
+    assert rooms.effective("r8").capacity == rooms.policy("r8").capacity
+    assert set(rooms._live) | set(rooms._modes) | set(rooms._effective) <= {"r7", "default", "r8"}

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import httpx
 import pytest
 
 from gatekeeper.app import Runtime, WaitingRoom
 from gatekeeper.config import load_config
-from gatekeeper.gate.tokens import CookieCodec
-from gatekeeper.store.base import Status
+from gatekeeper.gate.tokens import CookieCodec, Visitor
+from gatekeeper.store.base import RoomPolicy, Status, Ticket
+from tests.conftest import FakeClock
 from tests.gate.harness import (
     ENV,
     KEY,
+    CountingStore,
     Harness,
     admitted_cookie,
     gate_settings,
@@ -170,8 +175,7 @@ async def test_a_known_cookie_header_still_renews_in_the_second_half(
     h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
     r = await alice.get("/")
     assert r.status_code == 200 and "set-cookie" in r.headers
-    await h.gate.admission.drain()
-    assert h.store.calls == 2
+    assert h.store.calls == 2, "renewed after one store call, made by the request itself"
 
 
 async def test_a_known_cookie_header_is_held_in_queue_all_and_refused_once_revoked(
@@ -185,10 +189,139 @@ async def test_a_known_cookie_header_is_held_in_queue_all_and_refused_once_revok
     assert (await raw_get(h.gate, [(b"cookie", ours)]))[0] == 200
     sid = h.gate.codec.loads(ours.split(b"=", 1)[1].decode()).session_id  # type: ignore[union-attr]
     await h.store.leave(sid, h.gate.runtime.rooms.policy("default"), revoke=True)
-    h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
-    await raw_get(h.gate, [(b"cookie", ours)])  # renewed at once, checked in the background
-    await h.gate.admission.drain()
+    # In the first half the pass is honoured without a store call (at most a pass TTL).
+    assert (await raw_get(h.gate, [(b"cookie", ours)]))[0] == 200
     async with h.client() as bob:
-        assert (await bob.get("/")).status_code == 200  # takes the freed place
+        assert (await bob.get("/")).json()["path"] == "/"  # takes the freed place
+    h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000) // 2 + 1)
+    seen = len(h.origin.seen)
     status, body = await raw_get(h.gate, [(b"cookie", ours), (b"accept", b"application/json")])
-    assert body["status"] == "WAITING"
+    assert body["status"] == "WAITING" and body["sessionId"] != sid, "refused at its renewal"
+    assert len(h.origin.seen) == seen
+
+
+class GatedStore(CountingStore):
+    """A counting store whose polls wait for `opened` once `gated` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.gated = False
+        self.opened = asyncio.Event()
+        self.waiting = 0
+
+    async def poll(self, sid: str, policy: RoomPolicy) -> Ticket | None:
+        if self.gated:
+            self.waiting += 1
+            await self.opened.wait()
+        return await super().poll(sid, policy)
+
+
+def replica(h: Harness, store: CountingStore | None = None) -> WaitingRoom:
+    """Another gate on the harness's clock and settings: a replica sharing `store`."""
+    runtime = Runtime(h.settings, store=store or h.store, clock=h.clock)
+    return WaitingRoom(h.origin, runtime=runtime, clock=h.clock)
+
+
+def pass_of(r: httpx.Response, codec: CookieCodec) -> Visitor:
+    visitor = codec.loads(set_cookie(r).split(";")[0].split("=", 1)[1])
+    assert visitor is not None
+    return visitor
+
+
+async def test_a_left_session_is_refused_at_its_next_renewal_on_every_replica(h: Harness) -> None:
+    ttl = int(h.settings.gate.cookie.pass_ttl * 1000)
+    gates = [h.gate, replica(h), replica(h)]
+    async with h.client() as alice:
+        ours = await admitted_cookie(h, alice)
+    async with h.client() as bob:
+        assert "text/html" in (await bob.get("/")).headers["content-type"]  # waits
+    sid = h.gate.codec.loads(ours.split("=", 1)[1]).session_id  # type: ignore[union-attr]
+    seen = len(h.origin.seen)
+    for g in gates:
+        assert (await raw_get(g, [(b"cookie", ours.encode())]))[0] == 200
+    assert len(h.origin.seen) == seen + 3 and h.store.calls == 2  # the joins only
+    await h.store.leave(sid, h.gate.runtime.rooms.policy("default"))
+    await h.tick()  # bob takes the place
+    h.clock.advance(ttl // 2 + 1)
+    for g in gates:
+        status, body = await raw_get(
+            g, [(b"cookie", ours.encode()), (b"accept", b"application/json")]
+        )
+        assert body["status"] == "WAITING" and body["sessionId"] != sid
+    assert len(h.origin.seen) == seen + 3
+
+
+async def test_concurrent_requests_in_the_second_half_share_one_store_call(h: Harness) -> None:
+    store = GatedStore(h.clock)
+    gate = replica(h, store)
+    ttl = int(h.settings.gate.cookie.pass_ttl * 1000)
+    transport = httpx.ASGITransport(app=gate)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as alice:
+        ours = set_cookie(await alice.get("/")).split(";")[0]
+        h.clock.advance(ttl // 2 + 1)
+        asked = h.clock.now
+        store.gated = True
+        calls = store.calls
+        first = asyncio.ensure_future(alice.get("/", headers={"cookie": ours}))
+        await wait_for(lambda: store.waiting == 1)
+        h.clock.advance(500)  # the store is slow: the second request comes later
+        second = asyncio.ensure_future(alice.get("/", headers={"cookie": ours}))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert store.waiting == 1, "the second request waits for the same store call"
+        store.opened.set()
+        replies = await asyncio.gather(first, second)
+    assert store.calls == calls + 1
+    for r in replies:
+        assert r.json()["path"] == "/"
+        # Both passes run from when the store was asked, not from when each request came.
+        assert pass_of(r, gate.codec).pass_until_ms == asked + ttl
+
+
+async def test_a_renewal_that_finds_the_store_down_keeps_the_pass_until_it_runs_out(
+    h: Harness, alice: httpx.AsyncClient
+) -> None:
+    ttl = int(h.settings.gate.cookie.pass_ttl * 1000)
+    await alice.get("/")
+    h.store.down = True
+    h.clock.advance(ttl // 2 + 1)
+    calls = h.store.calls
+    r = await alice.get("/", headers={"accept": "application/json"})
+    assert r.json()["path"] == "/" and "set-cookie" not in r.headers, "kept, not stretched"
+    assert h.store.calls == calls + 1
+    for _ in range(3):
+        assert (await alice.get("/")).status_code == 200
+    assert h.store.calls == calls + 1, "no more renewal attempts while the store fails"
+    h.clock.advance(ttl // 2)
+    assert (await alice.get("/")).status_code == 503
+    h.store.down = False
+    r = await alice.get("/", headers={"accept": "application/json"})
+    assert r.json()["path"] == "/" and "set-cookie" in r.headers
+
+
+async def test_drain_waits_for_a_poll_whose_request_is_gone(h: Harness) -> None:
+    store = GatedStore(h.clock)
+    gate = replica(h, store)
+    transport = httpx.ASGITransport(app=gate)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as alice:
+        await alice.get("/")
+        h.clock.advance(int(h.settings.gate.cookie.pass_ttl * 1000))
+        store.gated = True
+        request = asyncio.ensure_future(alice.get("/"))
+        await wait_for(lambda: store.waiting == 1)
+        request.cancel()
+        draining = asyncio.ensure_future(gate.runtime.admission.drain())
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not draining.done(), "the store call in flight is waited for"
+        store.opened.set()
+        await asyncio.wait_for(draining, 5)
+        assert request.cancelled()
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gatekeeper.config.settings import GateRoute, GateSettings
-from gatekeeper.gate.paths import PathRules, normalise
+from gatekeeper.gate.paths import PathRules, canonical, normalise
 
 DEFAULT = "default"
 
@@ -552,3 +552,75 @@ def test_never_raises(path: str, raw: bytes | None, host: str, agent: bytes | No
     assert room is None or isinstance(room, str)
     assert isinstance(FULL.is_done(path), bool)
     assert isinstance(normalise(path), str)
+
+
+# --- canonical form: trailing slash, dots, spaces, encoded `?` and `#` ------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "form"),
+    [
+        ("/seats/", "/seats"),
+        ("/seats.", "/seats"),
+        ("/seats. .", "/seats"),
+        ("/checkout./pay ", "/checkout/pay"),
+        ("/seats?.css", "/seats"),
+        ("/seats#.css", "/seats"),
+        ("/a;x?y/b", "/a/b"),  # `;params` go first, as in `normalise`
+        ("/a/. /b", "/a/b"),
+        ("/a/.. /b", "/b"),
+        ("\\a\\b\\", "/a/b"),
+        ("", "/"),
+    ],
+)
+def test_canonical(path: str, form: str) -> None:
+    assert canonical(path) == form
+
+
+@given(st.text())
+def test_canonical_is_idempotent(path: str) -> None:
+    form = canonical(path)
+    assert form.startswith("/") and canonical(form) == form
+    assert form == "/" or not form.endswith("/")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/seats/", "/SEATS/", "/seats.", "/seats ", "/Seats. ", "/checkout./pay", "/checkout /pay",
+     "/checkout/pay/", "/seats?.css", "/seats#.css"],
+)  # fmt: skip
+def test_variants_of_a_narrow_protect_list_are_gated(path: str) -> None:
+    r = rules(protect=("/seats", "/checkout/**"), bypass=("*.css",))
+    assert r.room_for(scope(path)) == DEFAULT, path
+    raw = path.replace(" ", "%20").replace("?", "%3F").replace("#", "%23").encode()
+    assert r.room_for(scope(path, raw)) == DEFAULT, raw
+
+
+@pytest.mark.parametrize(
+    "raw", [b"/seats%3F.css", b"/seats%3f.css", b"/seats%23.css", b"/static/x%3Fy.css"]
+)
+def test_encoded_query_and_fragment_marks_are_never_bypassed(raw: bytes) -> None:
+    assert DEFAULTS.room_for(scope(unquote(raw.decode()), raw)) == DEFAULT
+    assert ASSETS.room_for(scope(unquote(raw.decode()), raw)) == DEFAULT
+
+
+@pytest.mark.parametrize(
+    "path", ["/seats.php/x.css", "/static/x.jsp/a.css", "/static/v1.2/app.css", "/a./b.png"]
+)
+def test_a_dotted_segment_before_the_last_never_bypasses(path: str) -> None:
+    assert DEFAULTS.room_for(scope(path, path.encode())) == DEFAULT
+    assert ASSETS.room_for(scope(path, path.encode())) == DEFAULT
+
+
+def test_a_script_with_path_info_is_protected_as_the_script() -> None:
+    r = rules(protect=("/seats.php", "/pay"), bypass=("*.css",))
+    for path in ("/seats.php/x.css", "/SEATS.PHP/x", "/seats.php/a/b", "/pay./x.css"):
+        assert r.room_for(scope(path)) == DEFAULT, path
+    for path in ("/about.php/x", "/seats.phpx/y", "/app.css", "/.well-known/a.css"):
+        assert r.room_for(scope(path)) is None, path
+
+
+def test_rooms_come_from_the_canonical_path() -> None:
+    for path in ("/events/E1./seats", "/events/E1 /seats", "/events/E1?/x", "/events/E1/"):
+        assert ROUTED.room_for(scope(path)) == "E1", path
+    assert ROUTED.room_for(scope("/checkout./pay")) == "checkout"

@@ -188,6 +188,19 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                 self.loop.run_until_complete(self.memory.controls(room)).get("capacity", 2)
             )
 
+        @rule(room=ANY_ROOM, idle_ms=st.sampled_from([0, 1, 10_000, 60_000]))
+        def forget(self, room: str, idle_ms: int) -> None:
+            """Both forget the same rooms at the same moments, and list the same rooms."""
+            mem, red = self.both("forget", room, idle_ms)
+            assert mem == red
+            if mem:
+                # Released in both: nobody inside, and the rate estimate starts afresh.
+                mem_counts, red_counts = self.both("counts", room)
+                assert (mem_counts.waiting, mem_counts.active) == (0, 0)
+                assert mem_counts.grant_rate == red_counts.grant_rate == 0.0
+            mem_rooms, red_rooms = self.both("rooms")
+            assert mem_rooms == red_rooms
+
         @rule(ms=st.sampled_from([1, 999, 5_000, 10_000, 20_001, 30_000, 61_000]))
         def advance(self, ms: int) -> None:
             self.clock.advance(ms)

@@ -22,6 +22,8 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_loop",
         "_timeout",
+        "_max_head",
+        "_head_bytes",
         "_on_lost_idle",
         "_transport",
         "_parser",
@@ -51,10 +53,14 @@ class Connection(asyncio.Protocol):
         self,
         loop: asyncio.AbstractEventLoop,
         timeout: float,
+        max_head: int,
         on_lost_idle: Callable[[Connection], None],
     ) -> None:
         self._loop = loop
         self._timeout = timeout  # the read timeout: for the answer, each body chunk, each drain
+        # `proxy.max-response-head-bytes`: an origin cannot make the proxy buffer a huge head.
+        self._max_head = max_head
+        self._head_bytes = 0
         self._on_lost_idle = on_lost_idle
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
@@ -201,12 +207,21 @@ class Connection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        if not self.head_done:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(OriginUnavailable("the origin switched protocols unasked"))
         except httptools.HttpParserError as exc:
             self._fail(OriginUnavailable(f"the origin sent an invalid response: {exc!r}"))
+        else:
+            # Still in the head after this chunk: every byte so far was head.
+            if not self.head_done and self._head_bytes > self._max_head:
+                self._fail(self._head_too_large())
+
+    def _head_too_large(self) -> OriginUnavailable:
+        return OriginUnavailable(f"the origin's response head exceeds {self._max_head} bytes")
 
     def eof_received(self) -> bool | None:
         self.closed = True  # nothing more may be written: the transport closes itself now
@@ -257,6 +272,9 @@ class Connection(asyncio.Protocol):
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if sum(len(k) + len(v) + 4 for k, v in self.headers) > self._max_head:
+            self._fail(self._head_too_large())
+            raise _Unexpected
         status = self._parser.get_status_code()
         if status < 200:
             if status == 101:

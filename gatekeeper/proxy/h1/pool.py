@@ -28,6 +28,8 @@ class Pool:
         self._limit = settings.pool_size
         self._connect_timeout = settings.connect_timeout
         self._read_timeout = settings.read_timeout
+        self._max_head = settings.max_response_head_bytes
+        self._pool_timeout = settings.pool_timeout
         self._size = 0  # connections open or opening, busy or idle
         self._idle: deque[Connection] = deque()  # oldest first
         # A waiter is handed a connection, or None: a slot is reserved for it to connect.
@@ -56,8 +58,10 @@ class Pool:
         waiter: asyncio.Future[Connection | None] = self._loop.create_future()
         self._waiters.append(waiter)
         try:
-            given = await waiter
-        except asyncio.CancelledError:
+            # `proxy.pool-timeout`: a request waits that long for a connection, then gets a 504.
+            async with asyncio.timeout(self._pool_timeout):
+                given = await waiter
+        except (asyncio.CancelledError, TimeoutError) as exc:
             if not waiter.cancelled():
                 # Handed a connection or a slot just as the client gave up: pass it on.
                 late = waiter.result()
@@ -67,6 +71,9 @@ class Pool:
                     self.release(late)
             else:
                 self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                why = f"no free connection to the origin within {self._pool_timeout:g} s"
+                raise OriginTimeout(why) from None
             raise
         return given if given is not None else await self._open()
 
@@ -76,7 +83,7 @@ class Pool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: Connection(loop, self._read_timeout, self.lost_idle),
+                    lambda: Connection(loop, self._read_timeout, self._max_head, self.lost_idle),
                     self._host,
                     self._port,
                     ssl=self._ssl,

@@ -27,6 +27,8 @@ class ScriptName(StrEnum):
     GRANT = "grant"
     COUNTS = "counts"
     SET_CONTROLS = "set_controls"
+    FORGET = "forget"
+    RELEASE = "release"
 
 
 LIBRARY = "lib"

@@ -17,6 +17,7 @@ from gatekeeper.store.base import (
     AUDIT_LIMIT,
     RATE_TAU_MS,
     REAP_LIMIT,
+    REGISTER_EVERY_MS,
     SCAN_FACTOR,
     GrantReport,
     RoomCounts,
@@ -34,8 +35,9 @@ from gatekeeper.store.redis.standalone import connect_standalone
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# A join registers its room at most this often per process (the grant loop's work list).
-_REGISTER_EVERY_S = 10.0
+# Per-room caches (key names, registration times) are emptied beyond this many rooms: rooms
+# that were forgotten elsewhere must not grow them for ever (an entry is cheap to make again).
+_CACHE_ROOMS = 50_000
 
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
@@ -94,7 +96,7 @@ class RedisStore:
         self._stream = settings.stream
         self._clock = clock
         self._keys: dict[str, RedisKeys] = {}
-        self._registered: dict[str, float] = {}
+        self._registered: dict[str, int] = {}
         self._global = GlobalKeys(settings.key_prefix)
         self._join = Script(client, ScriptName.JOIN, lean=lean)
         self._poll = Script(client, ScriptName.POLL, lean=lean)
@@ -102,6 +104,8 @@ class RedisStore:
         self._grant = Script(client, ScriptName.GRANT, lean=lean)
         self._counts = Script(client, ScriptName.COUNTS, lean=lean)
         self._set_controls = Script(client, ScriptName.SET_CONTROLS, lean=lean)
+        self._forget = Script(client, ScriptName.FORGET, lean=lean)
+        self._release = Script(client, ScriptName.RELEASE, lean=lean)
 
     @classmethod
     def open(cls, settings: RedisSettings, *, clock: Clock | None = None) -> RedisStore:
@@ -119,6 +123,8 @@ class RedisStore:
         """Key names of a room (cached)."""
         keys = self._keys.get(room)
         if keys is None:
+            if len(self._keys) >= _CACHE_ROOMS:
+                self._keys.clear()
             keys = self._keys[room] = RedisKeys(self._prefix, self._stream, room)
         return keys
 
@@ -158,14 +164,22 @@ class RedisStore:
             k.member(session_id),
         ]
         reply = await self._join(keys=keys, args=args)
-        await self._register(room)
-        return self._ticket(session_id, room, reply)
+        ticket = self._ticket(session_id, room, reply)
+        await self._register(room, fresh=ticket.waiting + ticket.active == 1)
+        return ticket
 
-    async def _register(self, room: str) -> None:
-        now = time.monotonic()
-        if now - self._registered.get(room, -_REGISTER_EVERY_S) >= _REGISTER_EVERY_S:
-            seen_ms = wall_clock() if self._clock is None else self._clock()
-            await self._redis.zadd(self._global.rooms, {room: seen_ms / 1000})
+    def _wall_ms(self) -> int:
+        return wall_clock() if self._clock is None else self._clock()
+
+    async def _register(self, room: str, *, fresh: bool) -> None:
+        """List the room: at once when the join found it empty (it may have just been
+        forgotten, see `forget`), else at most every REGISTER_EVERY_MS per store."""
+        now = int(time.monotonic() * 1000) if self._clock is None else self._clock()
+        last = self._registered.get(room)
+        if fresh or last is None or now - last >= REGISTER_EVERY_MS:
+            await self._redis.zadd(self._global.rooms, {room: self._wall_ms() / 1000})
+            if len(self._registered) >= _CACHE_ROOMS:
+                self._registered.clear()
             self._registered[room] = now
 
     @_translated
@@ -235,6 +249,32 @@ class RedisStore:
     async def rooms(self) -> list[str]:
         rooms = await self._redis.zrange(self._global.rooms, 0, -1)
         return sorted(str(r) for r in rooms)
+
+    @_translated
+    async def forget(self, room: str, idle_ms: int) -> bool:
+        # Two scripts, as a cluster keeps the room set and the room's keys in different slots:
+        # off the list when old (forget.lua), then back on when anyone is there (release.lua).
+        # A join in between that found the room empty lists it again itself (`_register`).
+        now = self._wall_ms()
+        cutoff = repr((now - idle_ms) / 1000)
+        if not await self._forget(keys=[self._global.rooms], args=[room, cutoff]):
+            return False
+        k = self.keys(room)
+        keys = [k.waiting, k.active, k.stats, k.joins, k.cursor, k.waiting_seq]
+        try:
+            released = await self._release(keys=keys, args=[])
+        except Exception:
+            await self._relist(room, now)
+            raise
+        if not released:
+            await self._relist(room, now)
+            return False
+        self._registered.pop(room, None)
+        self._keys.pop(room, None)
+        return True
+
+    async def _relist(self, room: str, now_ms: int) -> None:
+        await self._redis.zadd(self._global.rooms, {room: now_ms / 1000})
 
     @_translated
     async def counts(self, room: str) -> RoomCounts:
