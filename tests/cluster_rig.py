@@ -30,7 +30,6 @@ import bisect
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import ssl
@@ -51,6 +50,7 @@ from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.gate.proof import verify_proof
 from gatekeeper.gate.tokens import CookieCodec
 from tests.conftest import unique_prefix
+from tests.processes import gatekeeper_command
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,15 +78,6 @@ SyncRedis = redis.Redis | RedisCluster
 # One TLS context for every client: httpx would otherwise build (and load CAs into) one per
 # client, which costs real CPU for hundreds of visitors (and TLS is never used on loopback).
 _SSL = ssl.create_default_context()
-
-
-def gatekeeper_command() -> list[str]:
-    """The console script of the virtualenv running the tests."""
-    script = Path(sys.executable).with_name("gatekeeper")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("gatekeeper")
-    return [found] if found else [sys.executable, "-m", "gatekeeper"]
 
 
 def new_client(**kwargs: Any) -> httpx.AsyncClient:

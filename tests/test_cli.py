@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,59 +15,22 @@ from gatekeeper.cli import describe, main
 from gatekeeper.config import load_config
 from tests.config.support import ROOMS, load
 from tests.conftest import unique_prefix
-from tests.redis_server import free_port
+from tests.processes import gatekeeper_command, gatekeeper_process
 
 PREFIX = "/api/waiting-room"
 CAPACITY = 3
 
 
-def gatekeeper_command() -> list[str]:
-    script = Path(sys.executable).with_name("gatekeeper")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("gatekeeper")
-    return [found] if found else [sys.executable, "-m", "gatekeeper"]
-
-
 @pytest.fixture
 def service(redis_url: str, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    port = free_port()
     log = tmp_path / "gatekeeper.log"
-    log_file = log.open("wb")
     env = {
-        **os.environ,
         "WAITINGROOM_PROCESSING_CAPACITY": str(CAPACITY),
         "WAITINGROOM_PROCESSING_RATE_MS": "50",
         "WAITINGROOM_REDIS_KEY_PREFIX": unique_prefix(),
     }
-    proc = subprocess.Popen(
-        [*gatekeeper_command(), "run", "--port", str(port), "--redis-url", redis_url],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log_file,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            log_file.close()
-            err = log.read_text()
-            pytest.fail(f"gatekeeper run did not come up:\n{err}")
-        time.sleep(0.05)
-    try:
+    with gatekeeper_process(["--redis-url", redis_url], env, log) as (base, proc):
         yield base, proc, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log_file.close()
 
 
 async def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.redis_server import free_port
-from tests.test_cli import gatekeeper_command
+from tests.processes import gatekeeper_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,40 +31,14 @@ IDLE_CPU_MAX = 0.10  # share of one core over 5 s, once the flood's rooms are fo
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """`gatekeeper run` in API mode on the embedded store, forgetting empty rooms after 2 s."""
-    port = free_port()
-    log = tmp_path / "gatekeeper.log"
     env = {
-        **os.environ,
         "WAITINGROOM_REDIS_URL": "memory://",
         "WAITINGROOM_ROOMS_MAX_UNLISTED": str(CAP),
         "WAITINGROOM_ROOMS_FORGET_AFTER": "2",
         "WAITINGROOM_SERVER_LOG_FORMAT": "json",
     }
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [*gatekeeper_command(), "run", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                pytest.fail(f"gatekeeper run did not come up:\n{log.read_text()}")
-            time.sleep(0.05)
-        try:
-            yield base, proc.pid
-        finally:
-            proc.kill()
-            proc.wait()
+    with gatekeeper_process([], env, tmp_path / "gatekeeper.log") as (base, proc):
+        yield base, proc.pid
 
 
 def cpu_seconds(pid: int) -> float:

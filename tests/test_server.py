@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -17,9 +14,8 @@ import pytest
 from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.config.settings import ServerSettings, Settings
 from gatekeeper.server import connection_cap
+from tests.processes import gatekeeper_process
 from tests.proxy_helpers import ThreadedServer
-from tests.redis_server import free_port
-from tests.test_cli import gatekeeper_command
 
 HEAD_TIMEOUT = 1.0
 
@@ -43,38 +39,20 @@ def origin() -> Iterator[tuple[CountingOrigin, str]]:
         yield app, server.url
 
 
-def _start(origin_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    environ = {
-        **os.environ,
-        "WAITINGROOM_GATE_COOKIE_SECURE": "false",
-        "WAITINGROOM_SERVER_HEAD_TIMEOUT": str(HEAD_TIMEOUT),
-        **env,
-    }
-    command = [*gatekeeper_command(), "run", "--port", str(port), "--origin", origin_url]
-    with (tmp_path / f"gatekeeper-{port}.log").open("wb") as log:  # the child keeps its copy
-        proc = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with suppress(httpx.TransportError):
-            url = f"http://127.0.0.1:{port}/_gatekeeper/healthz"
-            if httpx.get(url, timeout=1).status_code == 200:
-                return proc, port
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("gatekeeper run did not come up")
+@contextmanager
+def _gate(origin_url: str, tmp_path: Path, **env: str) -> Iterator[int]:
+    settings = {"WAITINGROOM_GATE_COOKIE_SECURE": "false"}
+    settings["WAITINGROOM_SERVER_HEAD_TIMEOUT"] = str(HEAD_TIMEOUT)
+    log = tmp_path / "gatekeeper.log"
+    ready = "/_gatekeeper/healthz"
+    with gatekeeper_process(["--origin", origin_url], settings | env, log, ready) as (base, _):
+        yield int(base.rpartition(":")[2])
 
 
 @pytest.fixture
 def gate(origin: tuple[CountingOrigin, str], tmp_path: Path) -> Iterator[int]:
-    proc, port = _start(origin[1], tmp_path)
-    try:
+    with _gate(origin[1], tmp_path) as port:
         yield port
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 async def _exchange(port: int, data: bytes, timeout: float = 5.0) -> bytes:
@@ -161,9 +139,8 @@ async def test_slow_heads_are_closed_while_an_honest_client_is_served(gate: int)
 async def test_past_the_connection_cap_newcomers_get_503(
     origin: tuple[CountingOrigin, str], tmp_path: Path
 ) -> None:
-    proc, port = _start(origin[1], tmp_path, WAITINGROOM_SERVER_MAX_CONNECTIONS="8")
     held = []
-    try:
+    with _gate(origin[1], tmp_path, WAITINGROOM_SERVER_MAX_CONNECTIONS="8") as port:
         for _ in range(8):
             held.append(await asyncio.open_connection("127.0.0.1", port))
         await asyncio.sleep(0.2)
@@ -174,9 +151,6 @@ async def test_past_the_connection_cap_newcomers_get_503(
         await asyncio.sleep(0.3)
         reply = await _exchange(port, b"GET / HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
         assert _status(reply) == 200
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_the_automatic_connection_cap_leaves_room_for_the_pools() -> None:

@@ -111,11 +111,6 @@ class Admission:
         self._polls: dict[str, tuple[int, asyncio.Task[Ticket | None]]] = {}
         self._known: dict[tuple[str, bytes], KnownHeader] = {}
 
-    @property
-    def cookie_family(self) -> str:
-        """The base cookie name; every room's cookie is this name or `<name>-<room>`."""
-        return self._name
-
     def cookie_name(self, room: str) -> str:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         return self._name if room == self._default_room else f"{self._name}-{room}"
@@ -148,18 +143,18 @@ class Admission:
             return None
         return known.admitted
 
-    def remember(self, room: str, headers: HeaderSeq) -> None:
-        """Remember the request's single Cookie header as one carrying a pass (see quick_pass)."""
+    def remember(self, room: str, headers: HeaderSeq, session_id: str) -> None:
+        """Remember the request's single Cookie header as one carrying a pass of `session_id`
+        (a PASS that `decide` just gave, so the cookie was verified): see quick_pass."""
         cookies = [value for key, value in headers if key.lower() == _COOKIE]
         if len(cookies) != 1:
             return
         raw = bytes(cookies[0])
         value = read_cookie([(_COOKIE, raw)], self.cookie_name(room))
-        visitor = self.codec.loads(value) if value is not None else None
-        if value is None or visitor is None:
+        if value is None:
             return
         rest = strip_cookie([(_COOKIE, raw)], self._name, family=True)
-        admitted = Admitted(room, visitor.session_id, cookie=rest[0][1] if rest else None)
+        admitted = Admitted(room, session_id, cookie=rest[0][1] if rest else None)
         if len(self._known) >= _KNOWN_MAX:
             self._known.clear()
         self._known[(room, raw)] = KnownHeader(value, admitted)

@@ -97,7 +97,7 @@ class Gate:
         self._metrics.decision(d.verdict)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
-                self.admission.remember(room, headers)
+                self.admission.remember(room, headers, d.session_id)
             admitted = Admitted(room, d.session_id, done, d.cookie)
             return await self._forwarding.forward(scope, receive, send, admitted)
         if d.verdict is Verdict.WAITING and d.ticket is not None:

@@ -116,10 +116,6 @@ class Control(StrEnum):
     MODE = "mode"
 
 
-CONTROL_FIELDS = tuple(Control)
-"""Every live control, in order."""
-
-
 class Queue(Protocol):
     """The queue of each room: sessions joining, polling, leaving and being granted places.
 
@@ -195,7 +191,7 @@ class Operations(Protocol):
     """
 
     async def controls(self, room: str) -> dict[str, str]:
-        """The live controls set on a room (only those set; see CONTROL_FIELDS)."""
+        """The live controls set on a room (only those set; see Control)."""
         ...
 
     async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
