@@ -16,6 +16,10 @@ class Verdict(StrEnum):
     """In line: the waiting page or the JSON status."""
     HELD = "held"
     """The room is in queue-all mode: nobody reaches the origin."""
+    LIMITED = "limited"
+    """The client's join limit is spent: 429 with Retry-After."""
+    FULL = "full"
+    """The room's line is at its cap (or the store is out of memory): 503 "queue full"."""
     UNAVAILABLE = "unavailable"
     """The store failed and the failure policy is closed: "we'll be right back"."""
     FAIL_OPEN = "fail_open"
@@ -30,5 +34,7 @@ class Verdict(StrEnum):
 
 LET_THROUGH = frozenset({Verdict.PASS, Verdict.ADMITTED, Verdict.FAIL_OPEN, Verdict.PASSTHROUGH})
 """The verdicts that forward the request to the app."""
+TURNED_AWAY = frozenset({Verdict.LIMITED, Verdict.FULL})
+"""The verdicts that refuse a newcomer a place (try again after Retry-After)."""
 COUNTED = tuple(v for v in Verdict if v is not Verdict.ABSENT)
 """The verdicts the metrics count (ABSENT is counted as WAITING)."""

@@ -190,6 +190,9 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("processing.batch-size", Kind.INT, 1, 100_000),
     Leaf("processing.rate-ms", Kind.MS, 10, 60_000),
     Leaf("processing.new-visitors-per-minute", Kind.INT, 0, 100_000_000),
+    Leaf("processing.max-waiting", Kind.INT, 0, 100_000_000),
+    Leaf("processing.client-joins-per-minute", Kind.INT, 0, 1_000_000),
+    Leaf("processing.client-join-burst", Kind.INT, 1, 1_000_000),
     Leaf("lifecycle.waiting-timeout", Kind.SECS, gt=0),
     Leaf("lifecycle.claim-window", Kind.SECS, gt=0),
     Leaf("lifecycle.idle-timeout", Kind.SECS, gt=0),
@@ -261,8 +264,7 @@ _PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/life
     leaf.path.partition(".")[2]: leaf
     for leaf in SCHEMA
     if leaf.path.startswith("lifecycle.")
-    or leaf.path
-    in ("processing.capacity", "processing.batch-size", "processing.new-visitors-per-minute")
+    or (leaf.path.startswith("processing.") and leaf.path != "processing.rate-ms")
 }
 _BOOLS = dict.fromkeys(("true", "yes", "on", "1"), True)
 _BOOLS |= dict.fromkeys(("false", "no", "off", "0"), False)
@@ -291,7 +293,7 @@ def _parse(kind: Kind, raw: object) -> Any:
         if kind is Kind.LIST:
             return tuple(item.strip() for item in text.split(",") if item.strip())
         if kind is Kind.INT:
-            return int(text) if re.fullmatch(r"[+-]?\d+", text) else _BAD
+            return int(text) if re.fullmatch(r"[+-]?\d{1,18}", text) else _BAD  # no 5,000 digits
         return _BOOLS.get(text.lower(), _BAD)
     if kind is Kind.LIST:
         if isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):

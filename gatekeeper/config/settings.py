@@ -77,6 +77,12 @@ class ProcessingSettings:
     batch_size: int = 10
     rate_ms: int = 200
     new_visitors_per_minute: int = 0
+    max_waiting: int = 0
+    """Most sessions waiting in a room; joins beyond get "queue full" (0 = no cap)."""
+    client_joins_per_minute: int = 60
+    """Joins one client address (IPv6: its /64) may make per minute in a room (0 = no limit)."""
+    client_join_burst: int = 60
+    """Joins one client address may make at once before the per-minute limit applies."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,9 @@ class RoomOverride:
     capacity: int | None = None
     batch_size: int | None = None
     new_visitors_per_minute: int | None = None
+    max_waiting: int | None = None
+    client_joins_per_minute: int | None = None
+    client_join_burst: int | None = None
     waiting_timeout: float | None = None
     claim_window: float | None = None
     idle_timeout: float | None = None

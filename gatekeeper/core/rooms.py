@@ -20,18 +20,21 @@ def policy_for(settings: Settings, room: str) -> RoomPolicy:
     o = settings.rooms.overrides.get(room, RoomOverride())
     p, lc = settings.processing, settings.lifecycle
     return RoomPolicy(
-        capacity=p.capacity if o.capacity is None else o.capacity,
-        batch_size=p.batch_size if o.batch_size is None else o.batch_size,
+        capacity=_pick(o.capacity, p.capacity),
+        batch_size=_pick(o.batch_size, p.batch_size),
         waiting_timeout_ms=_ms(o.waiting_timeout, lc.waiting_timeout),
         claim_window_ms=_ms(o.claim_window, lc.claim_window),
         idle_timeout_ms=_ms(o.idle_timeout, lc.idle_timeout),
         retention_ms=_ms(o.retention, lc.retention),
-        per_minute=(
-            p.new_visitors_per_minute
-            if o.new_visitors_per_minute is None
-            else o.new_visitors_per_minute
-        ),
+        per_minute=_pick(o.new_visitors_per_minute, p.new_visitors_per_minute),
+        max_waiting=_pick(o.max_waiting, p.max_waiting),
+        client_joins_per_minute=_pick(o.client_joins_per_minute, p.client_joins_per_minute),
+        client_join_burst=_pick(o.client_join_burst, p.client_join_burst),
     )
+
+
+def _pick(override: int | None, default: int) -> int:
+    return default if override is None else override
 
 
 class Rooms:

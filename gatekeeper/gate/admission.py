@@ -6,6 +6,11 @@ admitted visitor: two dict lookups, no store call), and the Set-Cookie headers t
 A pass in its second half (or run out) is renewed only once the store says the session is still
 ACTIVE (one store call per visitor per pass), so no pass outlives its session by more than a
 pass TTL on any number of replicas.
+
+A request without a cookie joins lazily (`store.base.Entry`): when the room is busy it gets a
+cookie and the waiting page, and its session is written only when the cookie comes back, so a
+client that keeps no cookies adds nobody to the line. Joins count against the client's join
+limit (its address through trusted proxies, `gatekeeper.clients`) and the room's queue cap.
 """
 
 from __future__ import annotations
@@ -15,16 +20,26 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 
-from gatekeeper.asgi import HeaderSeq
+from gatekeeper.asgi import HeaderSeq, Scope
+from gatekeeper.clients import ClientAddresses
 from gatekeeper.clock import Clock, seconds
 from gatekeeper.config.settings import FailurePolicy, Settings
 from gatekeeper.core.rooms import Rooms
-from gatekeeper.errors import StoreError
+from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.gate.cookies import CookieAttributes, read_cookie, set_cookie_header, strip_cookie
 from gatekeeper.gate.tokens import CookieCodec, Visitor
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import TERMINAL, Mode, Queue, RoomPolicy, Status, Ticket
+from gatekeeper.store.base import (
+    QUEUE_FULL_RETRY_S,
+    TERMINAL,
+    Entry,
+    Mode,
+    Queue,
+    RoomPolicy,
+    Status,
+    Ticket,
+)
 from gatekeeper.verdicts import Verdict
 
 log = logging.getLogger("gatekeeper.gate")
@@ -43,6 +58,10 @@ class Decision:
     cookie: tuple[bytes, bytes] | None = None
     ticket: Ticket | None = None
     pass_until_ms: int = 0
+    retry_after_s: int = 0
+    """LIMITED and FULL: when to try again."""
+    provisional: bool = False
+    """WAITING without a place yet: the session is written when the cookie comes back."""
 
 
 class Strip:
@@ -101,6 +120,7 @@ class Admission:
             domain=cookie.domain or None,
         )
         self._default_room = settings.rooms.default_room
+        self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
         self._fail_open = settings.gate.failure_policy is FailurePolicy.OPEN
@@ -159,13 +179,13 @@ class Admission:
             self._known.clear()
         self._known[(room, raw)] = KnownHeader(value, admitted)
 
-    async def decide(self, room: str, headers: HeaderSeq, *, join: bool = True) -> Decision:
+    async def decide(self, room: str, scope: Scope, *, join: bool = True) -> Decision:
         """The verdict for a request to `room`; without `join`, a newcomer is ABSENT."""
         mode = self.rooms.mode(room)
         if mode is Mode.QUEUE_ALL:
             # Emergency stop: nobody reaches the origin; sessions keep their places.
             return Decision(Verdict.HELD)
-        raw = read_cookie(headers, self.cookie_name(room))
+        raw = read_cookie(scope["headers"], self.cookie_name(room))
         visitor = self.codec.loads(raw) if raw else None
         if visitor is not None and room_of(visitor.session_id) != room:
             visitor = None
@@ -187,29 +207,56 @@ class Admission:
             if ticket is not None and ticket.status is Status.ACTIVE:
                 # The pass runs from when the store was asked, so that it cannot outlive the
                 # session by more than a pass TTL, whichever replica renews it.
-                return self._admit(room, ticket, asked, on_pass is not None)
+                return self._admit(room, ticket, asked, renewed=on_pass is not None)
         if ticket is None or ticket.status in TERMINAL:
             if not join:
                 return Decision(Verdict.ABSENT)
+            # A cookie back for a session the store does not know (the first answer to a lazy
+            # join, or one past its retention) joins with that session: this browser keeps
+            # cookies. Without a cookie the join is lazy.
+            back = visitor is not None and ticket is None
+            sid = visitor.session_id if visitor is not None and back else new_session_id(room)
+            entry = Entry(self._addresses.key(scope), lazy=visitor is None)
             try:
-                ticket = await self.store.join(room, new_session_id(room), policy)
+                ticket = await self.store.join(room, sid, policy, entry=entry)
+            except JoinRefused as refused:
+                limited = refused.reason is Refusal.RATE_LIMITED
+                verdict = Verdict.LIMITED if limited else Verdict.FULL
+                return Decision(verdict, retry_after_s=refused.retry_after_s)
+            except StoreFull as exc:
+                # Redis is at maxmemory: nobody new fits, but the store answers, and admitted
+                # visitors go on (their polls still work), whatever the failure policy.
+                log.warning("store full, newcomer turned away: %s", exc)
+                self._metrics.store_errors.labels("gate").inc()
+                return Decision(Verdict.FULL, retry_after_s=QUEUE_FULL_RETRY_S)
             except StoreError as exc:
                 return self._store_failed(exc, None)
             self._store_ok = True
-            self._metrics.joined(room, ticket.status is Status.ACTIVE)
+            provisional = entry.lazy and ticket.status is Status.WAITING
+            if not provisional:
+                self._metrics.joined(room, ticket.status is Status.ACTIVE)
             if ticket.status is Status.ACTIVE:
-                return self._admit(room, ticket, now, False)
+                return self._admit(room, ticket, now, claimed=not entry.lazy)
+        else:
+            provisional = False
         sid = ticket.session_id
         fresh = visitor is None or visitor.session_id != sid
         cookie = self.set_cookie(room, sid, 0) if fresh else None
         if mode is Mode.PASSTHROUGH:
             # The gate is off but still counting: the visitor keeps their session and place.
             return Decision(Verdict.PASSTHROUGH, sid, cookie, ticket)
-        return Decision(Verdict.WAITING, sid, cookie, ticket)
+        return Decision(Verdict.WAITING, sid, cookie, ticket, provisional=provisional)
 
-    def _admit(self, room: str, ticket: Ticket, asked: int, renewed: bool) -> Decision:
-        """Let an ACTIVE session through, its new pass running from `asked` (the store call)."""
-        sid, until = ticket.session_id, asked + self._pass_ms
+    def _admit(
+        self, room: str, ticket: Ticket, asked: int, *, renewed: bool = False, claimed: bool = True
+    ) -> Decision:
+        """Let an ACTIVE session through, its new pass running from `asked` (the store call).
+
+        A place taken by a lazy join is not `claimed` yet: its pass starts in its second half,
+        so the visitor's next request polls the store, which turns the claim window into the
+        idle timeout (the browser came back with the cookie)."""
+        sid = ticket.session_id
+        until = asked + (self._pass_ms if claimed else self._half_ms)
         verdict = Verdict.PASS if renewed else Verdict.ADMITTED
         return Decision(verdict, sid, self.set_cookie(room, sid, until), ticket, until)
 

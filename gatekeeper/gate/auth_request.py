@@ -39,7 +39,7 @@ class AuthRequest:
         if room is None:
             self._metrics.decision(Verdict.BYPASS)
             return await _answer(send, 200, 0, None)
-        d = await self._admission.decide(room, scope["headers"], join=False)
+        d = await self._admission.decide(room, original, join=False)
         self._metrics.decision(Verdict.WAITING if d.verdict is Verdict.ABSENT else d.verdict)
         if d.verdict not in LET_THROUGH:
             return await _answer(send, 401, 0, d.cookie)

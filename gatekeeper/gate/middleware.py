@@ -12,7 +12,7 @@ from gatekeeper.gate.forwarding import Forwarding
 from gatekeeper.gate.responses import Responses
 from gatekeeper.gate.routes import Routes
 from gatekeeper.metrics import Metrics
-from gatekeeper.verdicts import LET_THROUGH, Verdict
+from gatekeeper.verdicts import LET_THROUGH, TURNED_AWAY, Verdict
 from gatekeeper.web.endpoints import Endpoints
 
 # Module-level: reading an enum member off its class costs a lookup on every request.
@@ -93,15 +93,17 @@ class Gate:
         self, scope: Scope, receive: Receive, send: Send, room: str, done: bool
     ) -> None:
         headers = scope["headers"]
-        d = await self.admission.decide(room, headers)
+        d = await self.admission.decide(room, scope)
         self._metrics.decision(d.verdict)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
                 self.admission.remember(room, headers, d.session_id)
             admitted = Admitted(room, d.session_id, done, d.cookie)
             return await self._forwarding.forward(scope, receive, send, admitted)
-        if d.verdict is Verdict.WAITING and d.ticket is not None:
-            return await self._parts.responses.waiting(scope, send, d.ticket, d.cookie)
+        if d.verdict is Verdict.WAITING:
+            return await self._parts.responses.waiting(scope, send, d)
+        if d.verdict in TURNED_AWAY:
+            return await self._parts.responses.turned_away(scope, send, d)
         await self._parts.responses.unavailable(scope, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote
 
 from gatekeeper.asgi import Scope
+from gatekeeper.clients import ClientAddresses
 from gatekeeper.config.settings import GateSettings
 from gatekeeper.ids import ROOM_ID
 
@@ -165,7 +166,9 @@ def _protected(protect: re.Pattern[str], path: str) -> bool:
 class PathRules:
     """The gate's routing decision, compiled once from the gate settings."""
 
-    def __init__(self, gate: GateSettings, default_room: str) -> None:
+    def __init__(
+        self, gate: GateSettings, default_room: str, addresses: ClientAddresses | None = None
+    ) -> None:
         # Protection errs towards gating, so it ignores case; bypass errs towards gating too,
         # so it is case-sensitive: `/STATIC/x` is gated even if the origin ignores case.
         self._protect = _any(gate.protect, re.IGNORECASE)
@@ -178,6 +181,7 @@ class PathRules:
         self._nets = tuple(_network(ip) for ip in gate.bypass_ips)
         self._agents = tuple(re.compile(agent) for agent in gate.bypass_user_agents)
         self._default = default_room
+        self._addresses = addresses or ClientAddresses(())
 
     @property
     def per_client(self) -> bool:
@@ -249,14 +253,9 @@ class PathRules:
         return self._default
 
     def _trusted_client(self, scope: Scope) -> bool:
-        """True when the client IP or User-Agent is on a bypass list."""
-        if self._nets and (client := scope.get("client")):
-            try:
-                ip = ipaddress.ip_address(client[0])
-            except (ValueError, TypeError, IndexError):
-                ip = None
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
+        """True when the client IP (see `ClientAddresses`) or User-Agent is on a bypass list."""
+        if self._nets:
+            ip = self._addresses.address(scope)
             if ip is not None and any(ip in net for net in self._nets):
                 return True
         if self._agents:

@@ -7,9 +7,10 @@ from gatekeeper.asgi import Headers, Scope, Send, send_bytes, send_error, send_j
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.core.schedule import estimated_wait_seconds
-from gatekeeper.store.base import Ticket
+from gatekeeper.gate.admission import Decision
+from gatekeeper.verdicts import Verdict
 from gatekeeper.web.api import session_url
-from gatekeeper.web.pages import PageRenderer, WaitingView
+from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
 
 RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
@@ -26,12 +27,17 @@ class Responses:
         self._api_prefix = settings.api.prefix
         self._assets = settings.gate.static_prefix.rstrip("/") + "/static"
         self._status = settings.gate.waiting_status
+        self._soonest_ms = settings.polling.min_ms
 
-    async def waiting(
-        self, scope: Scope, send: Send, ticket: Ticket, cookie: tuple[bytes, bytes] | None
-    ) -> None:
-        """The waiting page (or JSON status) for a ticket, with Retry-After and the cookie."""
+    async def waiting(self, scope: Scope, send: Send, decision: Decision) -> None:
+        """The waiting page (or JSON status) of a WAITING decision, with Retry-After and the
+        cookie. A provisional one (no place yet) comes back as soon as polling allows: its
+        place is taken when it does, with the cookie."""
+        ticket, cookie = decision.ticket, decision.cookie
+        assert ticket is not None  # a WAITING decision always has its ticket
         poll_ms = self._rooms.poll_after_ms(ticket)
+        if decision.provisional:
+            poll_ms = self._soonest_ms
         headers: Headers = [(b"retry-after", str(max(1, poll_ms // 1000)).encode())]
         if cookie is not None:
             headers.append(cookie)
@@ -51,6 +57,21 @@ class Responses:
             room=ticket.room,
         )
         await send_bytes(send, self._status, self._pages.render_waiting(view), _HTML, headers)
+
+    async def turned_away(self, scope: Scope, send: Send, decision: Decision) -> None:
+        """A newcomer refused a place: 429 over the client's join limit, 503 when the line is
+        full; with Retry-After, as HTML (reloading itself then) or JSON."""
+        limited = decision.verdict is Verdict.LIMITED
+        notice = Notice.RATE_LIMITED if limited else Notice.QUEUE_FULL
+        status = 429 if limited else 503
+        retry = max(1, decision.retry_after_s)
+        headers = [(b"retry-after", str(retry).encode())]
+        if scope["type"] != "http":
+            await send(_TRY_AGAIN)
+        elif wants_json(scope):
+            await send_error(send, status, notice.code, notice.message, headers)
+        else:
+            await send_bytes(send, status, self._pages.render_notice(notice, retry), _HTML, headers)
 
     async def unavailable(self, scope: Scope, send: Send) -> None:
         """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import json
-from collections.abc import Callable
 from urllib.parse import quote
 
 from gatekeeper.asgi import Headers, Message, Receive, Scope, Send, prefers_json
+from gatekeeper.clients import trust_checker
 from gatekeeper.config.settings import HostHeader, ProxyClient, ProxySettings
 from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
@@ -44,7 +42,7 @@ class ReverseProxy:
         self._settings = settings = settings or ProxySettings()
         self._upstream = upstream
         self._preserve_host = settings.host_header is HostHeader.PRESERVE
-        self._is_trusted = _trust_checker(settings.trusted_proxies)
+        self._is_trusted = trust_checker(settings.trusted_proxies)
 
     @property
     def upstream(self) -> Upstream | None:
@@ -261,25 +259,6 @@ def _response_headers(raw: Headers, status: int) -> Headers:
         # The server would otherwise wait for a body these statuses never have.
         out = [item for item in out if item[0] != b"content-length"]
     return out
-
-
-def _trust_checker(cidrs: tuple[str, ...]) -> Callable[[str], bool]:
-    try:
-        networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
-    except ValueError as exc:
-        raise ConfigError(f"proxy.trusted-proxies: {exc}") from exc
-
-    @functools.lru_cache(maxsize=4096)
-    def is_trusted(host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in networks)
-
-    return is_trusted if networks else lambda host: False
 
 
 def _error_page(status: int, title: str, code: str, message: str) -> tuple[bytes, bytes]:

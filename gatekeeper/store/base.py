@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from gatekeeper.errors import JoinRefused, Refusal
 from gatekeeper.ids import room_of
 
 # How many expired leases / stale waiters one grant step reaps, and how many dead stream
@@ -19,6 +20,9 @@ RATE_TAU_MS = 60_000
 
 # Operator actions the audit log keeps (the oldest go first).
 AUDIT_LIMIT = 10_000
+
+# Seconds a visitor turned away by a full line is asked to wait before trying again.
+QUEUE_FULL_RETRY_S = 30
 
 # A join lists its room (`Queue.rooms`) at most this often per store instance, or at once when
 # it found the room empty: a room with someone in it is never left off the list for long.
@@ -49,6 +53,30 @@ class RoomPolicy:
     retention_ms: int
     per_minute: int = 0
     """New visitors admitted per minute at most (0 = no limit)."""
+    max_waiting: int = 0
+    """Most sessions waiting in line; a join that would wait beyond is refused (0 = no cap)."""
+    client_joins_per_minute: int = 0
+    """Joins one client (see `Entry.client`) may make per minute, sustained (0 = no limit)."""
+    client_join_burst: int = 1
+    """Joins one client may make at once before its per-minute limit applies."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Who asks to join, and how.
+
+    `client` is the key per-client join limits count by (`gatekeeper.clients.client_key`;
+    "" = not limited). A `lazy` join writes a session only when it is admitted at once; one
+    that would wait is answered with a WAITING ticket (everyone in line ahead of it) and writes
+    nothing, so a client that keeps no cookies cannot add itself to the line: its session is
+    written when it comes back with the cookie and joins again, not lazily.
+    """
+
+    client: str = ""
+    lazy: bool = False
+
+
+NO_ENTRY = Entry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +154,24 @@ class Queue(Protocol):
     """
 
     async def join(
-        self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
+        self,
+        room: str,
+        session_id: str,
+        policy: RoomPolicy,
+        *,
+        user_id: str = "",
+        entry: Entry = NO_ENTRY,
     ) -> Ticket:
         """Create a session; ACTIVE at once when the room has room and nobody waits.
 
         Idempotent by session id: joining with an existing id returns its current ticket.
         Raises `ValueError` before writing anything when `room_of(session_id) != room` (a
         malformed id, or one of another room): that is a caller's bug (`require_room`).
+        Raises `JoinRefused`, writing nothing, when a join that would wait finds the line at
+        `policy.max_waiting` (QUEUE_FULL, checked first, lazy joins included) or when the
+        client's join limit is spent (RATE_LIMITED; only joins that write count). A lazy join
+        admitted at once holds its place for the claim window, not the idle timeout, until
+        the session is polled (its owner came back with the cookie). See `Entry`.
         """
         ...
 
@@ -224,6 +263,15 @@ def require_room(room: str, session_id: str) -> None:
     if room_of(session_id) != room:
         # The id itself stays out of the message: it is the visitor's bearer secret.
         raise ValueError(f"not a session id of room {room!r}")
+
+
+def refusal(reason: str, retry_ms: int) -> JoinRefused:
+    """The error of a join a store turned away: `reason` is a `Refusal` value; a full line is
+    tried again after QUEUE_FULL_RETRY_S, a spent join limit once a token is back."""
+    why = Refusal(reason)
+    if why is Refusal.QUEUE_FULL:
+        return JoinRefused(why, QUEUE_FULL_RETRY_S)
+    return JoinRefused(why, max(1, math.ceil(retry_ms / 1000)))
 
 
 def grant_rate(rate_sum: float, rate_at: int, rate_since: int, now: int) -> float:

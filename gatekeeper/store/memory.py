@@ -20,24 +20,29 @@ import math
 from collections import deque
 
 from gatekeeper.clock import Clock, wall_clock
+from gatekeeper.errors import Refusal
 from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
     AUDIT_LIMIT,
+    NO_ENTRY,
     RATE_TAU_MS,
     REAP_LIMIT,
     REGISTER_EVERY_MS,
     SCAN_FACTOR,
     TERMINAL,
+    Entry,
     GrantReport,
     RoomCounts,
     RoomPolicy,
     Status,
     Ticket,
     grant_rate,
+    refusal,
     require_room,
 )
 from gatekeeper.store.memory_state import (
     ADMITTING,
+    ClientLimit,
     RoomState,
     ScoredSet,
     SessionState,
@@ -61,13 +66,14 @@ class MemoryStore:
         self._rate_ms: int | None = None
         self._audit: deque[dict[str, str]] = deque(maxlen=AUDIT_LIMIT)
 
-    def _ticket(self, sid: str, room_id: str, status: Status, seq: int, now: int) -> Ticket:
+    def _ticket(self, sid: str, room_id: str, status: Status, seq: int | None, now: int) -> Ticket:
         # A forgotten room has no state; its retained (ended) sessions read it as empty.
         room = self._rooms.get(room_id) or RoomState()
         waiting, active = len(room.waiting), len(room.active)
         ahead = 0
         if status is Status.WAITING:
-            ahead = max(0, min(seq - room.head - 1, waiting - 1))
+            # No seq: not in line (a lazy join that wrote nothing), everyone is ahead.
+            ahead = waiting if seq is None else max(0, min(seq - room.head - 1, waiting - 1))
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
         return Ticket(sid, room_id, status, ahead, waiting, active, rate)
 
@@ -86,29 +92,49 @@ class MemoryStore:
         self._retired.append((now + retention, sid, now))
 
     async def join(
-        self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
+        self,
+        room: str,
+        session_id: str,
+        policy: RoomPolicy,
+        *,
+        user_id: str = "",
+        entry: Entry = NO_ENTRY,
     ) -> Ticket:
         require_room(room, session_id)
         now = self._clock()
-        r = self._rooms.setdefault(room, RoomState())
         current = self._sessions.get(session_id)
         if current is not None:
             ticket = self._ticket(session_id, room, current.status, current.seq, now)
             self._register(room, ticket, now)
             return ticket
-        r.seq += 1
+        # Looked at, not made: a join turned away or left lazy writes nothing (join.lua).
+        r = self._rooms.get(room) or RoomState()
         capacity, _, per_minute, mode = controls_of(r, policy)
         tokens = bucket(r, now, per_minute)
-        if (
+        at_once = (
             mode in ADMITTING
             and (tokens is None or tokens >= 1000)
             and not r.waiting
             and len(r.active) < capacity
-        ):
+        )
+        if not at_once:
+            if 0 < policy.max_waiting <= len(r.waiting):
+                raise refusal(Refusal.QUEUE_FULL, 0)
+            if entry.lazy:
+                return self._ticket(session_id, room, Status.WAITING, None, now)
+        if entry.client and policy.client_joins_per_minute > 0:
+            limit = ClientLimit(policy.client_joins_per_minute, policy.client_join_burst)
+            retry_ms = limit.take(r.clients, entry.client, now)
+            if retry_ms:
+                raise refusal(Refusal.RATE_LIMITED, retry_ms)
+        r = self._rooms.setdefault(room, r)
+        r.seq += 1
+        if at_once:
             status = Status.ACTIVE
             spend(r, now, tokens, 1)
             r.head = r.seq
-            r.active.add(session_id, now + policy.idle_timeout_ms)
+            lease = policy.claim_window_ms if entry.lazy else policy.idle_timeout_ms
+            r.active.add(session_id, now + lease)
         else:
             # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
             status = Status.WAITING

@@ -66,6 +66,8 @@ class RoomState:
     tokens: int | None = None
     tokens_at: int | None = None
     controls: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Join buckets per client: milli-tokens and when they were counted (see ClientLimit)."""
     joins: deque[str] = field(default_factory=deque)
     waiting: ScoredSet = field(default_factory=ScoredSet)
     active: ScoredSet = field(default_factory=ScoredSet)
@@ -82,18 +84,52 @@ def controls_of(r: RoomState, policy: RoomPolicy) -> tuple[int, int, int, str]:
     )
 
 
+def refill(tokens: int, at: int, now: int, per_minute: int, burst: int) -> int:
+    """Milli-tokens of a join bucket counted at `at`, refilled until `now` (see lib.lua)."""
+    elapsed = now - at
+    if elapsed > 0:
+        tokens = min(burst, tokens + math.floor(elapsed * per_minute / 60))
+    return tokens
+
+
 def bucket(r: RoomState, now: int, per_minute: int) -> int | None:
     """Milli-tokens of the per-minute admission budget (None: no limit); see lib.lua."""
     if per_minute <= 0:
         return None
     burst = max(1, math.ceil(per_minute / 12)) * 1000
     tokens = burst if r.tokens is None else r.tokens
-    elapsed = now - (now if r.tokens_at is None else r.tokens_at)
-    if elapsed > 0:
-        tokens = min(burst, tokens + math.floor(elapsed * per_minute / 60))
-    return tokens
+    return refill(tokens, now if r.tokens_at is None else r.tokens_at, now, per_minute, burst)
 
 
 def spend(r: RoomState, now: int, tokens: int | None, used: int) -> None:
     if tokens is not None:
         r.tokens, r.tokens_at = tokens - used * 1000, now
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimit:
+    """One client's join bucket: `per_minute` joins a minute, `burst` at once (join.lua)."""
+
+    per_minute: int
+    burst: int
+
+    def take(self, buckets: dict[str, tuple[int, int]], client: str, now: int) -> int:
+        """Spend a join of `client`: 0, or the milliseconds until one is left (nothing spent).
+
+        A bucket that is full again is dropped (Redis lets its key expire), so `buckets` holds
+        only clients that joined within the last burst's refill time."""
+        burst = self.burst * 1000
+        tokens, at = buckets.get(client, (burst, now))
+        tokens = refill(tokens, at, now, self.per_minute, burst)
+        if tokens < 1000:
+            return math.ceil((1000 - tokens) * 60 / self.per_minute)
+        size = len(buckets)
+        if size >= 1024 and size & (size - 1) == 0 and client not in buckets:
+            # At each power of two: a sweep costs O(size) once per doubling.
+            rate = self.per_minute
+            for done in [
+                c for c, (t, a) in buckets.items() if refill(t, a, now, rate, burst) >= burst
+            ]:
+                del buckets[done]
+        buckets[client] = (tokens - 1000, now)
+        return 0

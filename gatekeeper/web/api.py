@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from gatekeeper.asgi import Receive, Scope, Send, send_error, send_json
+from gatekeeper.clients import ClientAddresses
 from gatekeeper.config import Settings
 from gatekeeper.core.rooms import Rooms
-from gatekeeper.errors import StoreError
+from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Queue, Status, Ticket
+from gatekeeper.store.base import QUEUE_FULL_RETRY_S, Entry, Queue, Status, Ticket
 from gatekeeper.web.json_body import read_object
 
 log = logging.getLogger("gatekeeper.web.api")
@@ -19,6 +20,10 @@ log = logging.getLogger("gatekeeper.web.api")
 MAX_USER_ID = 128
 LEAVE_SUFFIX = ":leave"
 RETRY_AFTER = (b"retry-after", b"2")
+_REFUSED = {
+    Refusal.RATE_LIMITED: "too many joins from your network; try again after Retry-After",
+    Refusal.QUEUE_FULL: "the line is full; try again after Retry-After",
+}
 
 
 def session_url(prefix: str, session_id: str) -> str:
@@ -40,6 +45,7 @@ class WaitingRoomAPI:
         self.rooms = rooms
         self.prefix = settings.api.prefix
         self._max_body = settings.api.max_body_bytes
+        self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the API."""
@@ -71,6 +77,13 @@ class WaitingRoomAPI:
                     return await _not_allowed(send, b"GET, HEAD")
                 return await self._poll(target, send)
             await send_error(send, 404, "not_found", "no such endpoint")
+        except JoinRefused as refused:
+            await _refuse(send, refused)
+        except StoreFull as exc:
+            # Redis is at maxmemory: nobody new fits, but what is there keeps working.
+            self.metrics.store_errors.labels("api").inc()
+            log.warning("store full, join turned away: %s", exc)
+            await _refuse(send, JoinRefused(Refusal.QUEUE_FULL, QUEUE_FULL_RETRY_S))
         except StoreError as exc:
             self.metrics.store_errors.labels("api").inc()
             log.warning("store unavailable: %s", exc)
@@ -87,7 +100,9 @@ class WaitingRoomAPI:
         if room is None:
             return await send_error(send, 404, "unknown_event", "no waiting room for this event")
         session_id = new_session_id(room)
-        ticket = await self.store.join(room, session_id, self.rooms.policy(room), user_id=user_id)
+        entry = Entry(self._addresses.key(scope))
+        policy = self.rooms.policy(room)
+        ticket = await self.store.join(room, session_id, policy, user_id=user_id, entry=entry)
         self.metrics.joined(room, ticket.status is Status.ACTIVE)
         location = self.session_url(session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
@@ -122,6 +137,12 @@ def _parse_join(data: dict[str, Any]) -> tuple[str | None, str, str | None]:
     if user_id is not None and len(user_id) > MAX_USER_ID:
         return None, "", f"userId is too long ({MAX_USER_ID} characters at most)"
     return event_id, user_id or "", None
+
+
+async def _refuse(send: Send, refused: JoinRefused) -> None:
+    status = 429 if refused.reason is Refusal.RATE_LIMITED else 503
+    retry = [(b"retry-after", str(refused.retry_after_s).encode())]
+    await send_error(send, status, refused.reason.value, _REFUSED[refused.reason], retry)
 
 
 async def _not_allowed(send: Send, allow: bytes) -> None:

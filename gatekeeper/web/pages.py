@@ -6,6 +6,7 @@ import hashlib
 import math
 import mimetypes
 from dataclasses import dataclass
+from enum import Enum
 from functools import cache
 from html import escape
 from importlib import resources
@@ -18,6 +19,8 @@ __all__ = [
     "WaitingView",
     "WAITING_PLACEHOLDERS",
     "UNAVAILABLE_PLACEHOLDERS",
+    "NOTICE_PLACEHOLDERS",
+    "Notice",
     "describe_position",
     "describe_wait",
     "static_file",
@@ -50,6 +53,30 @@ WAITING_PLACEHOLDERS = frozenset(
 
 UNAVAILABLE_PLACEHOLDERS = frozenset({"retry_after", "retry_after_text"})
 """Every `${name}` an unavailable-page template may use."""
+
+NOTICE_PLACEHOLDERS = frozenset({"title", "message", "retry_after", "retry_after_text"})
+"""Every `${name}` the notice page (a newcomer turned away) may use."""
+
+
+class Notice(Enum):
+    """Why a newcomer is turned away: the page's title and message, the API's error code."""
+
+    RATE_LIMITED = (
+        "rate_limited",
+        "Too many visitors from your network",
+        "Many people on your network are joining at once, so your place could not be saved yet.",
+    )
+    QUEUE_FULL = (
+        "queue_full",
+        "The line is full",
+        "So many people are waiting that the line cannot take anyone new right now.",
+    )
+
+    def __init__(self, code: str, title: str, message: str) -> None:
+        self.code = code
+        self.title = title
+        self.message = message
+
 
 _CONTENT_TYPES = {
     ".css": "text/css; charset=utf-8",
@@ -223,6 +250,8 @@ class PageRenderer:
             unavailable_origin = unavailable_template_path
         self._waiting = _compile(waiting_text, WAITING_PLACEHOLDERS, waiting_origin)
         self._unavailable = _compile(unavailable_text, UNAVAILABLE_PLACEHOLDERS, unavailable_origin)
+        notice = _packaged_template("notice.html")
+        self._notice = _compile(notice, NOTICE_PLACEHOLDERS, "notice.html")
 
     def render_waiting(self, view: WaitingView) -> bytes:
         """The waiting page for one visitor as UTF-8 HTML."""
@@ -255,9 +284,25 @@ class PageRenderer:
     def render_unavailable(self, retry_after_s: int) -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""
         seconds = max(1, int(retry_after_s))
-        if seconds < 60:
-            text = "1 second" if seconds == 1 else f"{seconds} seconds"
-        else:
-            minutes = _round(seconds / 60)
-            text = "1 minute" if minutes == 1 else f"{minutes} minutes"
-        return _fill(self._unavailable, {"retry_after": str(seconds), "retry_after_text": text})
+        return _fill(
+            self._unavailable,
+            {"retry_after": str(seconds), "retry_after_text": _after_text(seconds)},
+        )
+
+    def render_notice(self, notice: Notice, retry_after_s: int) -> bytes:
+        """The page of a newcomer turned away, reloading itself after `retry_after_s`."""
+        seconds = max(1, int(retry_after_s))
+        values = {
+            "title": notice.title,
+            "message": notice.message,
+            "retry_after": str(seconds),
+            "retry_after_text": _after_text(seconds),
+        }
+        return _fill(self._notice, {k: escape(v, quote=True) for k, v in values.items()})
+
+
+def _after_text(seconds: int) -> str:
+    if seconds < 60:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    minutes = _round(seconds / 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"

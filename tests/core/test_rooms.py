@@ -50,8 +50,12 @@ def test_policy_for_applies_room_overrides(tmp_path: Path) -> None:
         claim_window_ms=30_000,
         idle_timeout_ms=60_000,
         retention_ms=250,
+        client_joins_per_minute=60,
+        client_join_burst=60,
     )
-    defaults = RoomPolicy(50, 5, 120_000, 30_000, 60_000, 3_600_000)
+    defaults = RoomPolicy(
+        50, 5, 120_000, 30_000, 60_000, 3_600_000, client_joins_per_minute=60, client_join_burst=60
+    )
     assert policy_for(s, "quiet") == defaults and policy_for(s, "unlisted") == defaults
 
 

@@ -14,7 +14,7 @@ from gatekeeper.app import Runtime, WaitingRoom
 from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import StoreError
-from gatekeeper.store.base import GrantReport, RoomPolicy, Ticket
+from gatekeeper.store.base import NO_ENTRY, Entry, GrantReport, RoomPolicy, Ticket
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
 
@@ -83,9 +83,17 @@ class CountingStore(MemoryStore):
         if self.down:
             raise StoreError("down")
 
-    async def join(self, room: str, sid: str, policy: RoomPolicy, *, user_id: str = "") -> Ticket:
+    async def join(
+        self,
+        room: str,
+        sid: str,
+        policy: RoomPolicy,
+        *,
+        user_id: str = "",
+        entry: Entry = NO_ENTRY,
+    ) -> Ticket:
         self._count()
-        return await super().join(room, sid, policy, user_id=user_id)
+        return await super().join(room, sid, policy, user_id=user_id, entry=entry)
 
     async def poll(self, sid: str, policy: RoomPolicy) -> Ticket | None:
         self._count()
@@ -169,6 +177,14 @@ async def raw_get(gate: WaitingRoom, headers: list[tuple[bytes, bytes]]) -> tupl
     return sent[0]["status"], json.loads(body) if body.startswith(b"{") else body
 
 
+async def enter(client: httpx.AsyncClient, path: str = "/", **kwargs: Any) -> httpx.Response:
+    """A browser's first two requests: the first joins lazily (a place at once, or a cookie
+    and the page), the second comes back with the cookie (claims the place, or takes one in
+    line). The second answer is returned."""
+    await client.get(path, **kwargs)
+    return await client.get(path, **kwargs)
+
+
 async def admitted_cookie(h: Harness, alice: httpx.AsyncClient) -> str:
-    r = await alice.get("/")
-    return set_cookie(r).split(";", 1)[0]
+    """The Cookie pair of an admitted visitor whose place is claimed, with a fresh pass."""
+    return set_cookie(await enter(alice)).split(";", 1)[0]

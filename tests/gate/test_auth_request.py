@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gate.harness import Harness
+from tests.gate.harness import Harness, enter
 
 AUTH = "/_gatekeeper/auth"
 
@@ -10,12 +10,12 @@ AUTH = "/_gatekeeper/auth"
 async def test_admitted_visitor_gets_204_with_cache_lifetime():
     h = Harness()
     async with h.client() as alice:
-        await alice.get("/seats")
+        await enter(alice, "/seats")
         r = await alice.get(AUTH, headers={"x-original-uri": "/seats?row=A"})
         assert r.status_code == 200
         assert 0 < int(r.headers["x-accel-expires"]) <= 5
         assert "set-cookie" not in r.headers
-    assert len(h.origin.seen) == 1
+    assert len(h.origin.seen) == 2
 
 
 async def test_newcomer_gets_401_and_no_session_is_created():
@@ -92,9 +92,9 @@ async def test_second_half_of_the_pass_is_renewed_after_one_store_call() -> None
 async def test_a_revoked_session_is_refused_at_its_renewal() -> None:
     h = Harness()
     async with h.client() as alice, h.client() as bob:
-        r = await alice.get("/")
+        r = await enter(alice)
         sid = h.gate.codec.loads(r.cookies["gk_session"]).session_id  # type: ignore[union-attr]
-        await bob.get("/")
+        await enter(bob)
         await h.store.leave(sid, h.gate.runtime.rooms.policy("default"), revoke=True)
         await h.tick()
         h.clock.advance(3_000)
@@ -109,7 +109,7 @@ async def test_a_revoked_session_is_refused_at_its_renewal() -> None:
 async def test_no_early_renewal_while_the_store_is_failing():
     h = Harness()
     async with h.client() as alice, h.client() as bob:
-        await alice.get("/")
+        await enter(alice)
         h.store.down = True
         assert (await bob.get("/")).status_code == 503
         h.clock.advance(3_000)

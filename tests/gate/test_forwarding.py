@@ -12,7 +12,7 @@ from gatekeeper.gate.admission import STRIP, Admitted
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.forwarding import REQUEST_ID
 from gatekeeper.gate.proof import verify_proof
-from tests.gate.harness import PROOF, Harness, admitted_cookie, raw_get
+from tests.gate.harness import PROOF, Harness, admitted_cookie, enter, raw_get
 
 SID = "A" * 22 + ".default"
 
@@ -29,7 +29,7 @@ async def test_hot_path_and_full_path_forward_the_same_headers() -> None:
         alice.cookies.set("theme", "dark")
         alice.cookies.set("gk_session-events", "other-room")
         fake_proof = {"x-gatekeeper-proof": "v1.forged"}
-        assert (await alice.get("/seats")).status_code == 200  # joined and admitted at once
+        assert (await enter(alice, "/seats")).status_code == 200  # admitted at once, claimed
         request = alice.build_request("GET", "/seats", headers=fake_proof)
         headers = [(k.lower(), v) for k, v in request.headers.raw]
         admission = h.gate.admission
@@ -84,8 +84,8 @@ async def test_origin_never_sees_the_gate_cookie(h: Harness, alice: httpx.AsyncC
 async def test_done_path_frees_the_place_for_the_next_visitor(
     h: Harness, alice: httpx.AsyncClient, bob: httpx.AsyncClient
 ):
-    await alice.get("/seats")
-    assert "text/html" in (await bob.get("/seats")).headers["content-type"]
+    await enter(alice, "/seats")
+    assert "text/html" in (await enter(bob, "/seats")).headers["content-type"]
     r = await alice.post("/checkout/complete")
     assert r.status_code == 303
     assert (await h.store.counts("default")).active == 1, "a redirect is not the end yet"
@@ -146,7 +146,7 @@ async def test_a_known_cookie_header_is_stripped_and_proved_every_time(
     for _ in range(2):
         status, body = await raw_get(h.gate, [(b"cookie", only_ours)])
         assert status == 200 and "cookie" not in body["headers"]
-    assert h.store.calls == 1
+    assert h.store.calls == 2  # the join and the claim
 
 
 async def test_every_cookie_header_is_stripped_whatever_its_case(

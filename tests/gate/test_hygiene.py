@@ -176,6 +176,9 @@ async def test_an_answer_carrying_a_pass_is_never_shared_cacheable(
         r = await alice.get("/seats")  # joined and admitted at once: a new pass
         assert r.headers["set-cookie"].startswith("gk_session=")
         assert r.headers.get_list("cache-control") == [answered]
+        r = await alice.get("/seats")  # the claim: a renewed pass
+        assert r.headers["set-cookie"].startswith("gk_session=")
+        assert r.headers.get_list("cache-control") == [answered]
         r = await alice.get("/seats")  # the hot path: no pass in the answer, untouched
         assert "set-cookie" not in r.headers
         assert r.headers.get_list("cache-control") == [v.decode() for v in sent]

@@ -51,8 +51,10 @@ async def admin(site: Site) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def visit(site: Site, n: int) -> list[httpx.AsyncClient]:
+    """`n` browsers that each came twice: placed (admitted and claimed, or in line)."""
     clients = [site.client() for _ in range(n)]
     for c in clients:
+        await c.get("/")
         await c.get("/")
     return clients
 
@@ -142,7 +144,7 @@ async def test_queue_all_holds_everyone_including_admitted_visitors(
     await admin.post(f"{ADMIN}/rooms/default:queue-all")
     r = await clients[0].get("/")
     assert r.status_code == 503 and "retry-after" in r.headers
-    assert len(site.origin.seen) == 1
+    assert len(site.origin.seen) == 2
     await admin.post(f"{ADMIN}/rooms/default:resume")
     assert (await clients[0].get("/")).status_code == 200
     await close(clients)
@@ -153,7 +155,7 @@ async def test_passthrough_lets_everyone_in_but_keeps_counting(
 ):
     await admin.post(f"{ADMIN}/rooms/default:passthrough")
     clients = await visit(site, 4)
-    assert len(site.origin.seen) == 4
+    assert len(site.origin.seen) == 8
     room = (await admin.get(f"{ADMIN}/rooms/default")).json()
     assert (room["active"], room["waiting"]) == (2, 2)
     await close(clients)
@@ -200,11 +202,11 @@ async def test_metrics_count_decisions_and_responses(site: Site, admin: httpx.As
     r = await admin.get("/_gatekeeper/metrics")
     text = r.text
     assert 'gatekeeper_gate_decisions_total{decision="admitted"} 2.0' in text
-    assert 'gatekeeper_gate_decisions_total{decision="waiting"} 1.0' in text
-    assert 'gatekeeper_gate_decisions_total{decision="pass"} 1.0' in text
+    assert 'gatekeeper_gate_decisions_total{decision="waiting"} 2.0' in text  # page, then place
+    assert 'gatekeeper_gate_decisions_total{decision="pass"} 3.0' in text  # 2 claims
     assert 'gatekeeper_gate_decisions_total{decision="bypass"} 1.0' in text
     assert 'gatekeeper_room_active{room="default"} 2.0' in text
-    assert 'gatekeeper_proxy_requests_total{status="200"} 4.0' in text
+    assert 'gatekeeper_proxy_requests_total{status="200"} 6.0' in text
     assert "gatekeeper_proxy_request_duration_seconds_bucket" in text
     await close(clients)
 

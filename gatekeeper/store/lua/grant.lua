@@ -49,7 +49,7 @@ local want = math.min(capacity - redis.call('ZCARD', KEYS[4]), batch)
 if mode ~= 'open' and mode ~= 'passthrough' then want = 0 end
 local tokens = nil
 if want > 0 then
-  tokens = bucket(KEYS[5], now, per_minute)
+  tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
   if tokens ~= nil then want = math.min(want, math.floor(tokens / 1000)) end
 end
 if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then

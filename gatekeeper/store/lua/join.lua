@@ -10,12 +10,22 @@
 -- its grant, or terminal (status, seq, eventId, endedAt) when it leaves or expires. Sessions
 -- that joined at once get their ACTIVE hash here, as before. Waiters queued by an older version
 -- (a WAITING hash) are not carried over: they read as unknown and re-join at the back.
+-- Turning joins away, before anything is written (Queue.join in store/base.py): a join that
+-- would wait when the line holds max-waiting sessions is refused as queue_full; a lazy join
+-- that would wait writes nothing and answers a WAITING ticket without a place; a join that
+-- writes spends a token of its client's bucket (a hash per client and room that expires once
+-- full again), and is refused as rate_limited, with the milliseconds until a token, when none
+-- is left. A lazy join admitted at once holds its place for the claim window: its lease grows
+-- to the idle timeout when the session is polled (the visitor came back with the cookie).
 -- KEYS: 1 session hash, 2 joins stream, 3 waiting zset (score = last seen),
 --       4 active zset (score = lease expiry), 5 room stats hash, 6 room controls hash,
---       7 waiting-seq hash (member -> join sequence number)
+--       7 waiting-seq hash (member -> join sequence number), 8 the client's join bucket
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 room, 4 user id, 5 capacity,
---       6 waiting timeout, 7 idle timeout, 8 retention, 9 new visitors per minute, 10 member
--- Returns the ticket (see lib.lua). Idempotent by session id: a retried join changes nothing.
+--       6 waiting timeout, 7 idle timeout, 8 retention, 9 new visitors per minute, 10 member,
+--       11 lazy ("1" or ""), 12 max waiting (0 = no cap), 13 client joins per minute
+--       (0 = no limit), 14 client join burst, 15 claim window
+-- Returns the ticket (see lib.lua), or {'REFUSED', reason, retry ms}. Idempotent by session id:
+-- a retried join changes nothing.
 local now = clock(ARGV[1])
 local sid, member = ARGV[2], ARGV[10]
 local current = redis.call('HMGET', KEYS[1], 'status', 'seq')
@@ -27,22 +37,48 @@ if waiting_seq then
   return ticket('WAITING', waiting_seq, KEYS[3], KEYS[4], KEYS[5], now)
 end
 
-local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 local capacity, _, per_minute, mode = controls(KEYS[6], ARGV[5], 0, ARGV[9])
-local tokens = bucket(KEYS[5], now, per_minute)
+local tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
+local waiting = redis.call('ZCARD', KEYS[3])
+local at_once = (mode == 'open' or mode == 'passthrough') and (tokens == nil or tokens >= 1000)
+  and waiting == 0 and redis.call('ZCARD', KEYS[4]) < capacity
+if not at_once then
+  local max_waiting = tonumber(ARGV[12])
+  if max_waiting > 0 and waiting >= max_waiting then
+    return {'REFUSED', 'queue_full', 0}
+  end
+  if ARGV[11] == '1' then
+    return ticket('WAITING', false, KEYS[3], KEYS[4], KEYS[5], now)
+  end
+end
+local client_rate = tonumber(ARGV[13])
+local client_burst = tonumber(ARGV[14]) * 1000
+local client_tokens = bucket(KEYS[8], now, client_rate, client_burst)
+if client_tokens ~= nil then
+  if client_tokens < 1000 then
+    return {'REFUSED', 'rate_limited', math.ceil((1000 - client_tokens) * 60 / client_rate)}
+  end
+  spend(KEYS[8], now, client_tokens, 1)
+  -- Gone once full again: a client's bucket costs memory only while it is being spent.
+  local full_in = math.ceil((client_burst - client_tokens + 1000) * 60 / client_rate)
+  redis.call('PEXPIRE', KEYS[8], math.max(1, full_in))
+end
+
+local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 local status = 'WAITING'
-if (mode == 'open' or mode == 'passthrough') and (tokens == nil or tokens >= 1000)
-    and redis.call('ZCARD', KEYS[3]) == 0 and redis.call('ZCARD', KEYS[4]) < capacity then
+if at_once then
   status = 'ACTIVE'
   spend(KEYS[5], now, tokens, 1)
-end
-if status == 'ACTIVE' then
   -- Nobody waits, so nobody is ahead of later joiners either: move the position base.
   redis.call('HSET', KEYS[5], 'head', seq)
+  local lease = tonumber(ARGV[7])
+  if ARGV[11] == '1' then
+    lease = tonumber(ARGV[15])
+  end
   redis.call('HSET', KEYS[1], 'status', status, 'seq', seq, 'eventId', ARGV[3],
     'userId', ARGV[4], 'joinedAt', now, 'grantedAt', now)
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[7]), sid)
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]) + tonumber(ARGV[8]))
+  redis.call('ZADD', KEYS[4], now + lease, sid)
+  redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[8]))
 else
   redis.call('ZADD', KEYS[3], now, member)
   redis.call('HSET', KEYS[7], member, seq)

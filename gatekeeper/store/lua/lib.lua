@@ -59,13 +59,16 @@ end
 
 -- The reply shared by join and poll: status, ahead, waiting, active, rate sum, rate time,
 -- rate start, now. `ahead` counts joins between the grant cursor and this session, capped by
--- the live waiting count (an upper-bound estimate; exact when nobody ahead left).
+-- the live waiting count (an upper-bound estimate; exact when nobody ahead left). A WAITING
+-- ticket without a seq is not in line (a lazy join that wrote nothing): everyone is ahead.
 local function ticket(status, seq, k_waiting, k_active, k_stats, now)
   local waiting = redis.call('ZCARD', k_waiting)
   local active = redis.call('ZCARD', k_active)
   local st = redis.call('HMGET', k_stats, 'head', 'rs', 'rat', 'rsince')
   local ahead = 0
-  if status == 'WAITING' then
+  if status == 'WAITING' and not seq then
+    ahead = waiting
+  elseif status == 'WAITING' then
     ahead = tonumber(seq) - tonumber(st[1] or '0') - 1
     if ahead > waiting - 1 then ahead = waiting - 1 end
     if ahead < 0 then ahead = 0 end
@@ -82,15 +85,14 @@ local function controls(k_control, capacity, batch, per_minute)
     c[4] or 'open'
 end
 
--- The new-visitors-per-minute limit is a token bucket kept in the room stats, in
--- milli-tokens so that both backends count in exact integers. Its burst is five seconds'
--- worth of admissions (at least one), so admissions spread over the minute.
-local function bucket(k_stats, now, per_minute)
+-- A join limit is a token bucket in a hash (fields tb, tbat), counted in milli-tokens so that
+-- both backends count in exact integers: `per_minute` tokens a minute, at most `burst`
+-- milli-tokens. nil when there is no limit.
+local function bucket(key, now, per_minute, burst)
   if per_minute <= 0 then
     return nil
   end
-  local burst = math.max(1, math.ceil(per_minute / 12)) * 1000
-  local st = redis.call('HMGET', k_stats, 'tb', 'tbat')
+  local st = redis.call('HMGET', key, 'tb', 'tbat')
   local tokens = tonumber(st[1] or burst)
   local elapsed = now - tonumber(st[2] or now)
   if elapsed > 0 then
@@ -99,8 +101,14 @@ local function bucket(k_stats, now, per_minute)
   return tokens
 end
 
-local function spend(k_stats, now, tokens, used)
+local function spend(key, now, tokens, used)
   if tokens ~= nil then
-    redis.call('HSET', k_stats, 'tb', tokens - used * 1000, 'tbat', now)
+    redis.call('HSET', key, 'tb', tokens - used * 1000, 'tbat', now)
   end
+end
+
+-- The room's new-visitors-per-minute bucket lives in its stats hash. Its burst is five
+-- seconds' worth of admissions (at least one), so admissions spread over the minute.
+local function room_burst(per_minute)
+  return math.max(1, math.ceil(per_minute / 12)) * 1000
 end

@@ -18,6 +18,7 @@ class RedisKeys:
         "active",
         "stats",
         "control",
+        "_client",
     )
 
     def __init__(self, prefix: str, stream: str, room: str) -> None:
@@ -31,10 +32,15 @@ class RedisKeys:
         self.active = base + "active"
         self.stats = base + "stats"
         self.control = base + "control"
+        self._client = base + "client:"
 
     def session(self, session_id: str) -> str:
         """The session hash of an id of this room."""
         return self.session_prefix + session_id
+
+    def client(self, key: str) -> str:
+        """The join bucket of a client (`Entry.client`) in this room."""
+        return self._client + key
 
     def member(self, session_id: str) -> str:
         """How a waiter is named in the room's waiting set, waiting-seq hash and stream.

@@ -40,9 +40,40 @@ def lua_source(name: str) -> str:
     return (resources.files("gatekeeper.store") / "lua" / f"{name}.lua").read_text()
 
 
+# At `maxmemory` (policy noeviction) Redis refuses a script before it runs unless its flags
+# allow it. Every step but join frees memory or changes almost none (a renewed lease or
+# heartbeat, a waiter moved to active, a control), so it runs at maxmemory: admitted visitors
+# keep their pass, waiters their place, leaves and grants go on and operators keep control.
+# Join adds a session: it is refused whole, before it writes anything (a script without flags
+# would only be stopped at its first memory-adding command, and not at all once it wrote).
+RUNS_AT_MAXMEMORY = frozenset(ScriptName) - {ScriptName.JOIN}
+
+# Scripts that only read: `no-writes` (which implies allow-oom) has Redis refuse any write.
+READ_ONLY = frozenset({ScriptName.COUNTS})
+
+
+def flags(name: ScriptName) -> list[str]:
+    """The Redis 7 script flags of a script (empty: refused at maxmemory)."""
+    if name in READ_ONLY:
+        return ["no-writes"]
+    return ["allow-oom"] if name in RUNS_AT_MAXMEMORY else []
+
+
+def shebang(name: ScriptName) -> str:
+    """The first line of a script as Redis runs it. A shebang needs Redis 7 (older versions
+    cannot compile it); with one and no flags, a script is refused at maxmemory before it runs."""
+    declared = flags(name)
+    return "#!lua flags=" + ",".join(declared) if declared else "#!lua"
+
+
 def load_script(name: ScriptName) -> str:
-    """A script as Redis runs it: the shared helpers, then the script itself."""
+    """The Lua of a script: the shared helpers, then the script itself."""
     return lua_source(LIBRARY) + "\n" + lua_source(name)
+
+
+def redis_source(name: ScriptName) -> str:
+    """A script as Redis runs it: its flags line (which must come first), then the Lua."""
+    return shebang(name) + "\n" + load_script(name)
 
 
 class Script:
@@ -56,7 +87,8 @@ class Script:
     def __init__(self, client: Client, name: ScriptName, *, lean: RespClient | None = None) -> None:
         self._client = client
         self._lean = lean
-        self._source = load_script(name)
+        # The SHA is of the whole source, flags line included, as Redis computes it.
+        self._source = redis_source(name)
         self._sha = hashlib.sha1(self._source.encode()).hexdigest()
 
     def __call__(self, keys: list[str], args: list[str | int]) -> Awaitable[Any]:

@@ -6,25 +6,33 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from redis.exceptions import ReadOnlyError, RedisClusterException, RedisError
+from redis.exceptions import (
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+)
 
 import gatekeeper.store.redis.resp as resp
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.config.settings import RedisSettings
-from gatekeeper.errors import StoreError
+from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
     AUDIT_LIMIT,
+    NO_ENTRY,
     RATE_TAU_MS,
     REAP_LIMIT,
     REGISTER_EVERY_MS,
     SCAN_FACTOR,
+    Entry,
     GrantReport,
     RoomCounts,
     RoomPolicy,
     Status,
     Ticket,
     grant_rate,
+    refusal,
     require_room,
 )
 from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
@@ -39,12 +47,16 @@ T = TypeVar("T")
 # that were forgotten elsewhere must not grow them for ever (an entry is cheap to make again).
 _CACHE_ROOMS = 50_000
 
+# The first field of join.lua's answer when it turned the join away.
+_REFUSED = "REFUSED"
+
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
 
 
 def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Redis and lean-client errors of a store method become `StoreError` (the only place)."""
+    """Redis and lean-client errors of a store method become `StoreError` (the only place);
+    an OOM reply (Redis at maxmemory) becomes `StoreFull`."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -57,6 +69,11 @@ def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutin
                 await store._reconnect()
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
         except (RedisError, RedisClusterException, resp.RespError) as exc:
+            # redis-py names the OOM reply; the lean client passes Redis's message on as is.
+            if isinstance(exc, OutOfMemoryError) or (
+                isinstance(exc, resp.RespError) and str(exc).startswith("OOM")
+            ):
+                raise StoreFull(f"redis is at maxmemory: {type(exc).__name__}: {exc}") from exc
             raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise StoreError(f"redis: {exc}") from exc
@@ -138,7 +155,13 @@ class RedisStore:
 
     @_translated
     async def join(
-        self, room: str, session_id: str, policy: RoomPolicy, *, user_id: str = ""
+        self,
+        room: str,
+        session_id: str,
+        policy: RoomPolicy,
+        *,
+        user_id: str = "",
+        entry: Entry = NO_ENTRY,
     ) -> Ticket:
         require_room(room, session_id)
         k = self.keys(room)
@@ -150,7 +173,9 @@ class RedisStore:
             k.stats,
             k.control,
             k.waiting_seq,
+            k.client(entry.client),
         ]
+        limited = bool(entry.client) and policy.client_joins_per_minute > 0
         args: list[str | int] = [
             self._now(),
             session_id,
@@ -162,10 +187,18 @@ class RedisStore:
             policy.retention_ms,
             policy.per_minute,
             k.member(session_id),
+            "1" if entry.lazy else "",
+            policy.max_waiting,
+            policy.client_joins_per_minute if limited else 0,
+            policy.client_join_burst,
+            policy.claim_window_ms,
         ]
         reply = await self._join(keys=keys, args=args)
+        if reply[0] == _REFUSED:
+            raise refusal(str(reply[1]), int(reply[2]))
         ticket = self._ticket(session_id, room, reply)
-        await self._register(room, fresh=ticket.waiting + ticket.active == 1)
+        if not (entry.lazy and ticket.status is Status.WAITING):
+            await self._register(room, fresh=ticket.waiting + ticket.active == 1)
         return ticket
 
     def _wall_ms(self) -> int:
