@@ -80,7 +80,8 @@ def admitted_gate() -> tuple[WaitingRoom, Scope]:
     gate = WaitingRoom(app, load_config(overrides={"waitingroom.gate.cookie.pass-ttl": 3600}))
     pass_until = gate.admission.clock() + 3_600_000
     sid = "Yx2hN1c0dGsFvQ8mWkPq3A.default"
-    cookie = gate.admission.set_cookie("default", sid, pass_until)[1].split(b";", 1)[0]
+    header = gate.admission.set_cookie("default", sid, pass_until, scope_with(b""))
+    cookie = header[1].split(b";", 1)[0]
     return gate, scope_with(cookie)
 
 

@@ -51,6 +51,11 @@ def _num(x: float) -> str:
     return str(int(x)) if x == int(x) else str(x)
 
 
+def _value(x: object) -> str:
+    """A room override's value: seconds (a float) with their unit, a count or a name as it is."""
+    return f"{_num(x)}s" if isinstance(x, float) else str(x)
+
+
 def describe(settings: Settings) -> str:
     """A short human summary for `gatekeeper check-config`; never shows secrets or passwords."""
     s, r, lc = settings, settings.redis, settings.lifecycle
@@ -63,14 +68,13 @@ def describe(settings: Settings) -> str:
     rooms = []
     for room, o in sorted(s.rooms.overrides.items()):
         values = ((f.name, getattr(o, f.name)) for f in fields(o))
-        parts = [
-            f"{k} {_num(v)}{'' if isinstance(v, int) else 's'}" for k, v in values if v is not None
-        ]
+        parts = [f"{k} {_value(v)}" for k, v in values if v is not None]
         rooms.append(f"{room} ({', '.join(parts)})")
     cookie = s.gate.cookie
     gate = f"proxying to {s.gate.origin}" if s.gate.origin else "API-only (no origin)"
     if s.gate.origin:
         gate += f", failure policy {s.gate.failure_policy}, cookie {cookie.name!r}"
+        gate += f" bound to {s.gate.bind_pass}" if s.gate.bind_pass != "none" else ""
     lines = [
         f"store:      {store}",
         f"processing: capacity {s.processing.capacity}, batch {s.processing.batch_size} "

@@ -18,6 +18,10 @@ _MAX_HOPS = 16
 # IPv6 clients are told apart by their /64: one subscriber line is given a /64 (or more), so
 # counting single addresses would hand everyone 2^64 fresh identities.
 _V6_PREFIX = 64
+# A network: what one access provider's customers share when their address changes a little
+# (a NAT pool's /24, an IPv6 site's /48).
+_V4_NETWORK = 24
+_V6_NETWORK = 48
 
 
 def parse_address(text: str) -> Address | None:
@@ -53,6 +57,12 @@ def client_key(ip: Address) -> str:
     if isinstance(ip, ipaddress.IPv4Address):
         return str(ip)
     return str(ipaddress.IPv6Network((ip, _V6_PREFIX), strict=False))
+
+
+def network_key(ip: Address) -> str:
+    """The network an address lies in: the /24 of an IPv4 address, the /48 of an IPv6 one."""
+    bits = _V4_NETWORK if isinstance(ip, ipaddress.IPv4Address) else _V6_NETWORK
+    return str(ipaddress.ip_network((ip, bits), strict=False))
 
 
 class ClientAddresses:

@@ -102,8 +102,12 @@ class Demo:
 
 
 @contextmanager
-def run_demo(workdir: Path, capacity: int) -> Iterator[Demo]:
-    """Start the demo on free ports, wait until the gate is healthy, stop it afterwards."""
+def run_demo(
+    workdir: Path, capacity: int, settings: dict[str, str] | None = None
+) -> Iterator[Demo]:
+    """Start the demo on free ports, wait until the gate is healthy, stop it afterwards.
+
+    `settings` are WAITINGROOM_* environment variables for the demo's gate."""
     port, origin_port = free_port(), free_port()
     while origin_port == port:
         origin_port = free_port()
@@ -111,6 +115,7 @@ def run_demo(workdir: Path, capacity: int) -> Iterator[Demo]:
     # Hermetic: no WAITINGROOM_* from the caller's shell (a REDIS_URL, another capacity…).
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAITINGROOM_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings or {})
     command = [sys.executable, "-m", "examples.demo", "--port", str(port)]
     command += ["--origin-port", str(origin_port), "--capacity", str(capacity)]
     with log.open("wb") as log_file:

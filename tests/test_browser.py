@@ -209,3 +209,45 @@ async def test_visitor_without_javascript_is_let_in_by_the_noscript_refresh(
         await expect(first.locator("#site-title")).to_be_visible()
     finally:
         await close_all([first, second, no_js])
+
+
+@pytest.fixture
+def pow_demo(tmp_path: Path) -> Iterator[Demo]:
+    challenge = {
+        "WAITINGROOM_GATE_CHALLENGE_KIND": "proof-of-work",
+        "WAITINGROOM_GATE_CHALLENGE_DIFFICULTY": "14",
+    }
+    with run_demo(tmp_path, capacity=CAPACITY, settings=challenge) as running:
+        yield running
+
+
+async def test_the_page_solves_the_proof_of_work_and_takes_its_place_in_line(
+    browser: Browser, pow_demo: Demo
+) -> None:
+    first, second, third = [await new_visitor(browser) for _ in range(3)]
+    no_js = await new_visitor(browser, javascript=False)
+    try:
+        await open_site(first, pow_demo)  # a room that is not busy asks nothing
+        await open_site(second, pow_demo)
+        loads: list[str] = []
+        third.on(
+            "request", lambda r: loads.append(r.url) if r.resource_type == "document" else None
+        )
+        await third.goto(f"{pow_demo.url}/")
+        # The first answer carries the challenge; the page solves it, reloads with the answer
+        # and the gate places it in line: the plain waiting page, no challenge any more.
+        await expect(third.locator("#gk-challenge")).to_have_count(0)
+        room = third.locator("#gk-room")
+        await expect(room).to_have_attribute("data-status", "WAITING")
+        await expect(room).to_have_attribute("data-position", "0")
+        cookies = {c["name"]: c["value"] for c in await third.context.cookies()}
+        # Only the challenge's script sets the answer; the reload that carried it came after.
+        assert COOKIE in cookies and f"{COOKIE}~answer" in cookies and len(loads) >= 2
+        await no_js.goto(f"{pow_demo.url}/")
+        note = no_js.locator("#gk-challenge noscript p")
+        await expect(note).to_contain_text("needs JavaScript")
+        await no_js.reload()
+        await expect(no_js.locator("#gk-challenge")).to_have_count(1)  # still not in line
+        await expect(no_js.locator("#gk-room")).to_have_attribute("data-position", "1")
+    finally:
+        await close_all([first, second, third, no_js])

@@ -13,6 +13,7 @@ from gatekeeper.config.schema import SCHEMA, SECRETS, coerce, env_var, hint
 from gatekeeper.config.settings import (
     AdminSettings,
     ApiSettings,
+    ChallengeSettings,
     CookieSettings,
     GateSettings,
     LifecycleSettings,
@@ -29,7 +30,8 @@ from gatekeeper.errors import ConfigError
 _GROUPS: dict[str, Any] = {
     "redis": RedisSettings, "processing": ProcessingSettings, "lifecycle": LifecycleSettings,
     "polling": PollingSettings, "rooms": RoomsSettings, "api": ApiSettings,
-    "server": ServerSettings, "gate.cookie": CookieSettings, "gate": GateSettings,
+    "server": ServerSettings, "gate.cookie": CookieSettings,
+    "gate.challenge": ChallengeSettings, "gate": GateSettings,
     "proxy": ProxySettings, "admin": AdminSettings,
 }  # fmt: skip
 _MIN_SECRET = 16  # characters; the HMAC key floor tokens.py and proof.py enforce too

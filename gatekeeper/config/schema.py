@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.config.settings import (
+    BindPass,
+    ChallengeKind,
     FailurePolicy,
     GateRoute,
     HostHeader,
@@ -99,6 +101,15 @@ def _origin(url: str) -> bool:
     return not url or (p.scheme in ("http", "https") and bool(p.hostname) and bare)
 
 
+@_valid
+def _url(url: str) -> bool:
+    p = urlsplit(url)
+    _ = p.port  # raises ValueError on a malformed port
+    return not url or (p.scheme in ("http", "https") and bool(p.hostname) and '"' not in url)
+
+
+_CSS_CLASS = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ATTR_TEXT = re.compile(r"[^\x00-\x1f\x7f\"'<>&]{0,256}")
 _ip = _valid(lambda v: ipaddress.ip_network(v, strict=False) is not None)
 # A blank regex matches every User-Agent, and a blank glob is a slip: both are refused.
 _regex = _valid(lambda v: bool(v.strip()) and re.compile(v) is not None)
@@ -229,6 +240,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
          what="empty or the path of an existing file"),
     Leaf("gate.failure-policy", Kind.STR, **_member_of(FailurePolicy)),
+    Leaf("gate.bind-pass", Kind.STR, **_member_of(BindPass)),
     Leaf("gate.cookie.name", Kind.STR, check=_TOKEN.fullmatch,
          what="a cookie name (RFC 6265 token)"),
     Leaf("gate.cookie.secure", Kind.BOOL),
@@ -241,6 +253,15 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("gate.proof-header", Kind.STR, check=_proof_header,
          what="an HTTP header name that is not a standard, hop-by-hop, X-Forwarded-* or "
               "gatekeeper header (the list is in config.yaml)"),
+    Leaf("gate.challenge.kind", Kind.STR, **_member_of(ChallengeKind)),
+    Leaf("gate.challenge.difficulty", Kind.INT, 1, 32),
+    Leaf("gate.challenge.verify-url", Kind.STR, check=_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.site-key", Kind.STR, check=_ATTR_TEXT.fullmatch,
+         what="printable ASCII without quotes or angle brackets"),
+    Leaf("gate.challenge.script-url", Kind.STR, check=_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.widget-class", Kind.STR, check=_CSS_CLASS.fullmatch,
+         what="a CSS class name"),
+    Leaf("gate.challenge.timeout", Kind.SECS, gt=0),
     Leaf("proxy.connect-timeout", Kind.SECS, gt=0),
     Leaf("proxy.read-timeout", Kind.SECS, gt=0),
     Leaf("proxy.pool-size", Kind.INT, 1, 10_000),
@@ -258,14 +279,20 @@ SECRETS = {
     "gate.cookie.keys": "cookie_keys",
     "gate.proof-secret": "proof_secret",
     "admin.token": "admin_token",
+    "gate.challenge.secret": "challenge_secret",
 }
 """The secrets (path under `waitingroom` to `Settings` field): from the environment only."""
-_PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys
+ROOM_GATE_KEYS = {"bind-pass": "gate.bind-pass"}
+"""The gate keys a room may override too: their name under rooms.overrides.<room> (and, with
+`-` as `_`, the `RoomOverride` field) to the key's path."""
+_PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys...
     leaf.path.partition(".")[2]: leaf
     for leaf in SCHEMA
     if leaf.path.startswith("lifecycle.")
     or (leaf.path.startswith("processing.") and leaf.path != "processing.rate-ms")
 }
+_BY_PATH = {leaf.path: leaf for leaf in SCHEMA}
+_PER_ROOM |= {name: _BY_PATH[path] for name, path in ROOM_GATE_KEYS.items()}  # ... and these
 _BOOLS = dict.fromkeys(("true", "yes", "on", "1"), True)
 _BOOLS |= dict.fromkeys(("false", "no", "off", "0"), False)
 

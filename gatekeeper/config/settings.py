@@ -35,6 +35,17 @@ class FailurePolicy(StrEnum):
     """Everyone is let through unchecked."""
 
 
+class BindPass(StrEnum):
+    """What a visitor's cookie is bound to (`gate.bind-pass`, per room in `rooms.overrides`)."""
+
+    NONE = "none"
+    """Nothing: the cookie works from anywhere."""
+    IP = "ip"
+    """The client address it was issued to (IPv4: the address; IPv6: its /64)."""
+    PREFIX = "prefix"
+    """The client's network (IPv4: its /24; IPv6: its /48)."""
+
+
 class ProxyClient(StrEnum):
     """The proxy's origin client (`proxy.client`)."""
 
@@ -105,7 +116,8 @@ class PollingSettings:
 
 @dataclass(frozen=True, slots=True)
 class RoomOverride:
-    """Per-room replacements of processing/lifecycle defaults; None keeps the default."""
+    """Per-room replacements of processing/lifecycle defaults and of the gate keys rooms may
+    set (`schema.ROOM_GATE_KEYS`); None keeps the default."""
 
     capacity: int | None = None
     batch_size: int | None = None
@@ -117,6 +129,8 @@ class RoomOverride:
     claim_window: float | None = None
     idle_timeout: float | None = None
     retention: float | None = None
+    challenge: ChallengeKind | None = None
+    bind_pass: BindPass | None = None
 
 
 def _no_overrides() -> Mapping[str, RoomOverride]:
@@ -177,6 +191,34 @@ class CookieSettings:
     pass_ttl: float = 5.0
 
 
+class ChallengeKind(StrEnum):
+    """What a visitor's browser must do before a join that waits counts (`gate.challenge.kind`)."""
+
+    NONE = "none"
+    PROOF_OF_WORK = "proof-of-work"
+    """The waiting page finds a nonce whose SHA-256 with the session id has `difficulty`
+    leading zero bits (JavaScript, a fraction of a second at the default)."""
+    VERIFIER = "verifier"
+    """A Turnstile/hCaptcha-style widget; its token is checked at `verify-url` (siteverify)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeSettings:
+    """The challenge before a join counts in a busy room (per room: `rooms.overrides`)."""
+
+    kind: ChallengeKind = ChallengeKind.NONE
+    difficulty: int = 16
+    """Proof of work: leading zero bits (each one doubles the browser's average work)."""
+    verify_url: str = ""
+    """Verifier: the siteverify endpoint (POST secret, response, remoteip → {"success"})."""
+    site_key: str = ""
+    script_url: str = "https://challenges.cloudflare.com/turnstile/v0/api.js"
+    widget_class: str = "cf-turnstile"
+    """Verifier: the class of the element the widget script fills (h-captcha for hCaptcha)."""
+    timeout: float = 5.0
+    """Verifier: seconds to wait for siteverify; no answer counts as not passed."""
+
+
 @dataclass(frozen=True, slots=True)
 class GateRoute:
     """A path pattern mapped to a room: via a `{room}` placeholder or a fixed room."""
@@ -213,8 +255,11 @@ class GateSettings:
     waiting_status: int = 200
     waiting_template: str = ""
     failure_policy: FailurePolicy = FailurePolicy.CLOSED
+    bind_pass: BindPass = BindPass.NONE
+    """What a visitor's cookie is bound to; a cookie presented from elsewhere counts as none."""
     cookie: CookieSettings = field(default_factory=CookieSettings)
     proof_header: str = "X-Gatekeeper-Proof"
+    challenge: ChallengeSettings = field(default_factory=ChallengeSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,3 +316,4 @@ class Settings:
     cookie_keys: tuple[str, ...] = field(default=(), repr=False)
     proof_secret: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
+    challenge_secret: str = field(default="", repr=False)

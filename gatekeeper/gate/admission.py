@@ -3,6 +3,8 @@
 All cookie logic lives here: the cookie's name per room, reading and verifying it (once per
 distinct value, cached), the Cookie headers known to carry a fresh pass (the hot path of an
 admitted visitor: two dict lookups, no store call), and the Set-Cookie headers the gate sends.
+In a room with `gate.bind-pass`, a cookie counts only from the client address (or network) it
+was issued to (`gate.binding`); from anywhere else it is as good as none.
 A pass in its second half (or run out) is renewed only once the store says the session is still
 ACTIVE (one store call per visitor per pass), so no pass outlives its session by more than a
 pass TTL on any number of replicas.
@@ -23,9 +25,11 @@ from functools import partial
 from gatekeeper.asgi import HeaderSeq, Scope
 from gatekeeper.clients import ClientAddresses
 from gatekeeper.clock import Clock, seconds
-from gatekeeper.config.settings import FailurePolicy, Settings
+from gatekeeper.config.settings import ChallengeKind, FailurePolicy, Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
+from gatekeeper.gate.binding import Binding
+from gatekeeper.gate.challenge import Challenges
 from gatekeeper.gate.cookies import CookieAttributes, read_cookie, set_cookie_header, strip_cookie
 from gatekeeper.gate.tokens import CookieCodec, Visitor
 from gatekeeper.ids import new_session_id, room_of
@@ -41,6 +45,7 @@ from gatekeeper.store.base import (
     Ticket,
 )
 from gatekeeper.verdicts import Verdict
+from gatekeeper.web.pages import ChallengeView
 
 log = logging.getLogger("gatekeeper.gate")
 
@@ -62,6 +67,8 @@ class Decision:
     """LIMITED and FULL: when to try again."""
     provisional: bool = False
     """WAITING without a place yet: the session is written when the cookie comes back."""
+    challenge: ChallengeView | None = None
+    """A provisional visitor's challenge, to be met before that comeback counts."""
 
 
 class Strip:
@@ -121,6 +128,8 @@ class Admission:
         )
         self._default_room = settings.rooms.default_room
         self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
+        self._binding = Binding(settings, self.codec, self._addresses)
+        self.challenges = Challenges(settings)
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
         self._fail_open = settings.gate.failure_policy is FailurePolicy.OPEN
@@ -135,16 +144,16 @@ class Admission:
         """The cookie holding a visitor's session in `room` (one cookie per room)."""
         return self._name if room == self._default_room else f"{self._name}-{room}"
 
-    def quick_pass(self, room: str, headers: HeaderSeq) -> Admitted | None:
+    def quick_pass(self, room: str, scope: Scope) -> Admitted | None:
         """The admitted request whose one Cookie header was seen with a fresh pass.
 
         The hot path of an admitted visitor: the same answer `decide` would give (PASS, no
         cookie to set) from two dict lookups; None whenever `decide` must look (several or no
         Cookie headers, first sight of the header, pass in its second half or run out, room
-        held).
+        held, a cookie bound to another address: see `gate.binding`).
         """
         raw = None
-        for key, value in headers:
+        for key, value in scope["headers"]:
             # The length test first: most headers are told apart without lower-casing them.
             if len(key) == 6 and (key == _COOKIE or key.lower() == _COOKIE):
                 if raw is not None:
@@ -158,6 +167,8 @@ class Admission:
         visitor = self.codec.loads(known.cookie)
         if visitor is None:
             return None
+        if visitor.bound and not self._binding.holds(room, scope, visitor.bound):
+            return None  # bound to another address: `decide` starts the visitor over
         left = visitor.pass_until_ms - self.clock()
         if left <= 0 or (left <= self._half_ms and self._store_ok):
             return None
@@ -187,8 +198,11 @@ class Admission:
             return Decision(Verdict.HELD)
         raw = read_cookie(scope["headers"], self.cookie_name(room))
         visitor = self.codec.loads(raw) if raw else None
-        if visitor is not None and room_of(visitor.session_id) != room:
-            visitor = None
+        if visitor is not None and (
+            room_of(visitor.session_id) != room
+            or not self._binding.holds(room, scope, visitor.bound)
+        ):
+            visitor = None  # another room's, or bound to another address: as good as none
         now = self.clock()
         on_pass = visitor if visitor is not None and visitor.pass_until_ms > now else None
         if on_pass is not None and (
@@ -207,7 +221,7 @@ class Admission:
             if ticket is not None and ticket.status is Status.ACTIVE:
                 # The pass runs from when the store was asked, so that it cannot outlive the
                 # session by more than a pass TTL, whichever replica renews it.
-                return self._admit(room, ticket, asked, renewed=on_pass is not None)
+                return self._admit(ticket, asked, scope, renewed=on_pass is not None)
         if ticket is None or ticket.status in TERMINAL:
             if not join:
                 return Decision(Verdict.ABSENT)
@@ -216,7 +230,8 @@ class Admission:
             # cookies. Without a cookie the join is lazy.
             back = visitor is not None and ticket is None
             sid = visitor.session_id if visitor is not None and back else new_session_id(room)
-            entry = Entry(self._addresses.key(scope), lazy=visitor is None)
+            lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
+            entry = Entry(self._addresses.key(scope), lazy=lazy)
             try:
                 ticket = await self.store.join(room, sid, policy, entry=entry)
             except JoinRefused as refused:
@@ -236,21 +251,42 @@ class Admission:
             if not provisional:
                 self._metrics.joined(room, ticket.status is Status.ACTIVE)
             if ticket.status is Status.ACTIVE:
-                return self._admit(room, ticket, now, claimed=not entry.lazy)
+                return self._admit(ticket, now, scope, claimed=not entry.lazy)
         else:
             provisional = False
         sid = ticket.session_id
         fresh = visitor is None or visitor.session_id != sid
-        cookie = self.set_cookie(room, sid, 0) if fresh else None
+        cookie = self.set_cookie(room, sid, 0, scope) if fresh else None
         if mode is Mode.PASSTHROUGH:
             # The gate is off but still counting: the visitor keeps their session and place.
             return Decision(Verdict.PASSTHROUGH, sid, cookie, ticket)
-        return Decision(Verdict.WAITING, sid, cookie, ticket, provisional=provisional)
+        if not provisional:
+            return Decision(Verdict.WAITING, sid, cookie, ticket)
+        challenge = self.challenges.view(room, self.cookie_name(room))
+        return Decision(Verdict.WAITING, sid, cookie, ticket, provisional=True, challenge=challenge)
+
+    async def _met_challenge(self, room: str, sid: str, scope: Scope, back: bool) -> bool:
+        """Whether a join with cookie may take a place in line: in a room with a challenge,
+        only the comeback of `sid` (`back`) with an answer that meets it."""
+        if self.challenges.kind(room) is ChallengeKind.NONE:
+            return True
+        if not back:
+            return False
+        answer = self.challenges.answer(scope["headers"], self.cookie_name(room))
+        ip = self._addresses.address(scope)
+        return await self.challenges.passed(room, sid, answer, "" if ip is None else str(ip))
 
     def _admit(
-        self, room: str, ticket: Ticket, asked: int, *, renewed: bool = False, claimed: bool = True
+        self,
+        ticket: Ticket,
+        asked: int,
+        scope: Scope,
+        *,
+        renewed: bool = False,
+        claimed: bool = True,
     ) -> Decision:
-        """Let an ACTIVE session through, its new pass running from `asked` (the store call).
+        """Let an ACTIVE session through (the request `scope`), its new pass running from
+        `asked` (the store call).
 
         A place taken by a lazy join is not `claimed` yet: its pass starts in its second half,
         so the visitor's next request polls the store, which turns the claim window into the
@@ -258,7 +294,8 @@ class Admission:
         sid = ticket.session_id
         until = asked + (self._pass_ms if claimed else self._half_ms)
         verdict = Verdict.PASS if renewed else Verdict.ADMITTED
-        return Decision(verdict, sid, self.set_cookie(room, sid, until), ticket, until)
+        cookie = self.set_cookie(ticket.room, sid, until, scope)
+        return Decision(verdict, sid, cookie, ticket, until)
 
     async def _poll(self, session_id: str, policy: RoomPolicy) -> tuple[int, Ticket | None]:
         """The session's ticket and when the store was asked; concurrent requests of one
@@ -306,8 +343,12 @@ class Admission:
         """Wait for the store polls in flight (at shutdown, before the store closes)."""
         while flights := [task for _, task in self._polls.values() if not task.done()]:
             await asyncio.gather(*flights, return_exceptions=True)
+        await self.challenges.aclose()
 
-    def set_cookie(self, room: str, session_id: str, pass_until_ms: int) -> tuple[bytes, bytes]:
-        """The Set-Cookie header carrying `session_id` in `room` with the given pass."""
-        value = self.codec.dumps(session_id, pass_until_ms)
+    def set_cookie(
+        self, room: str, session_id: str, pass_until_ms: int, scope: Scope
+    ) -> tuple[bytes, bytes]:
+        """The Set-Cookie header carrying `session_id` in `room` with the given pass, for the
+        request `scope` (in a bound room the cookie is bound to its client address)."""
+        value = self.codec.dumps(session_id, pass_until_ms, self._binding.tag(room, scope))
         return set_cookie_header(self.cookie_name(room), value, self._attributes)

@@ -49,7 +49,8 @@ def read_cookie(headers: HeaderSeq, name: str) -> str | None:
 def strip_cookie(headers: HeaderSeq, name: str, *, family: bool = False) -> Headers:
     """`headers` with every cookie `name` removed from the Cookie headers.
 
-    With `family`, cookies named `name-<anything>` go too (the per-room cookies).
+    With `family`, cookies named `name-<anything>` and `name~<anything>` go too (the per-room
+    cookies and the challenge answers).
 
     Other cookies keep their bytes and order; a Cookie header left empty is dropped; other
     headers are untouched.
@@ -74,7 +75,9 @@ def strip_cookie(headers: HeaderSeq, name: str, *, family: bool = False) -> Head
 
 def _ours(pair: bytes, want: bytes, family: bool) -> bool:
     found = pair.partition(b"=")[0].strip(_OWS)
-    return found == want or (family and found.startswith(want + b"-"))
+    return found == want or (
+        family and (found.startswith(want + b"-") or found.startswith(want + b"~"))
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,9 +128,7 @@ class Forwarding:
                     if leave is not None:
                         # The pass ends with the place: the next request starts over in line.
                         out = private(out)
-                        out.append(
-                            self._admission.set_cookie(admitted.room, admitted.session_id, 0)
-                        )
+                        out.append(self._admission.set_cookie(room, session_id, 0, scope))
                     elif cookie is not None:
                         out = private(out)
                         out.append(cookie)

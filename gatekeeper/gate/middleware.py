@@ -81,7 +81,7 @@ class Gate:
             self._metrics.decision(_BYPASS)
             return await self._forwarding.bypass(scope, receive, send)
         if kind == "http":
-            admitted = self.admission.quick_pass(room, scope["headers"])
+            admitted = self.admission.quick_pass(room, scope)
             if admitted is not None:
                 self._metrics.decision(_PASS)
                 if done:

@@ -45,6 +45,10 @@ class Responses:
             return await send(_TRY_AGAIN)
         if wants_json(scope):
             body = self._rooms.status_body(ticket)
+            if decision.challenge is not None:
+                c = decision.challenge
+                body["challenge"] = {"kind": c.kind, "answerCookie": c.answer_cookie,
+                                     "difficulty": c.difficulty, "siteKey": c.site_key}  # fmt: skip
             return await send_json(send, self._status, body, headers)
         view = WaitingView(
             session_id=ticket.session_id,
@@ -55,6 +59,7 @@ class Responses:
             status_url=session_url(self._api_prefix, ticket.session_id),
             static_prefix=self._assets,
             room=ticket.room,
+            challenge=decision.challenge,
         )
         await send_bytes(send, self._status, self._pages.render_waiting(view), _HTML, headers)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
 from typing import Any
 
@@ -11,13 +12,15 @@ from gatekeeper.asgi import Receive, Scope, Send, header, send_error, send_json
 from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
-from gatekeeper.errors import StoreError
+from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import Control, Mode, Store
 from gatekeeper.web.json_body import read_object
 
 # JSON field → (store control field, bounds) of the live room settings.
+log = logging.getLogger("gatekeeper.web.admin")
+
 _FIELDS = {
     "capacity": (Control.CAPACITY, 1, 10_000_000),
     "batchSize": (Control.BATCH_SIZE, 1, 100_000),
@@ -96,7 +99,7 @@ class AdminAPI:
                 return await send_error(send, 400, "bad_request", "rateMs: 10..60000 or null")
             if rate is not ...:
                 await self.store.set_rate_ms(rate)
-                await self.store.audit({"action": "settings", "detail": _dump(body), **actor})
+                await self._audit({"action": "settings", "detail": _dump(body), **actor})
             return await send_json(send, 200, await self._settings())
         if path.startswith("/sessions/") and path.endswith(":revoke") and method == "POST":
             session_id = path[len("/sessions/") : -len(":revoke")]
@@ -106,9 +109,7 @@ class AdminAPI:
             ):
                 return await send_error(send, 404, "not_found", "unknown session")
             self.metrics.leaves.labels(owner, "revoke").inc()
-            await self.store.audit(
-                {"action": "revoke", "room": owner, "session": session_id, **actor}
-            )
+            await self._audit({"action": "revoke", "room": owner, "session": session_id, **actor})
             await send({"type": "http.response.start", "status": 204, "headers": []})
             return await send({"type": "http.response.body", "body": b""})
         if path == "/audit" and method == "GET":
@@ -148,7 +149,15 @@ class AdminAPI:
         await self.store.set_controls(room, changes)
         self.rooms.set_live(room, await self.store.controls(room))
         entry = {"action": "room", "room": room, "detail": _dump(changes), **actor}
-        await self.store.audit(entry)
+        await self._audit(entry)
+
+    async def _audit(self, entry: dict[str, str]) -> None:
+        try:
+            await self.store.audit(entry)
+        except StoreFull as exc:
+            # At maxmemory the change itself went through (its script may run there); an
+            # operator must not be told it failed because its log line did not fit.
+            log.warning("operator action applied but not audited: %s (%s)", entry, exc)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send) -> dict[str, Any] | None:
         """The JSON object body, or None once answered (400/413; see json_body)."""

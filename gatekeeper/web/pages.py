@@ -21,6 +21,7 @@ __all__ = [
     "UNAVAILABLE_PLACEHOLDERS",
     "NOTICE_PLACEHOLDERS",
     "Notice",
+    "ChallengeView",
     "describe_position",
     "describe_wait",
     "static_file",
@@ -47,6 +48,7 @@ WAITING_PLACEHOLDERS = frozenset(
         "js_url",
         "joined_position",
         "progress_attrs",
+        "challenge",
     }
 )
 """Every `${name}` a waiting-page template may use; all values arrive HTML-escaped."""
@@ -88,6 +90,19 @@ _CONTENT_TYPES = {
 
 
 @dataclass(frozen=True, slots=True)
+class ChallengeView:
+    """A challenge the waiting page puts to the browser before its join counts."""
+
+    kind: str
+    """`proof-of-work` or `verifier` (see gatekeeper.gate.challenge)."""
+    answer_cookie: str
+    difficulty: int = 0
+    site_key: str = ""
+    script_url: str = ""
+    widget_class: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WaitingView:
     """Everything the waiting page shows about one waiting visitor."""
 
@@ -101,6 +116,7 @@ class WaitingView:
     title: str = "You're in line"
     room: str = "default"
     joined_position: int | None = None
+    challenge: ChallengeView | None = None
 
 
 def describe_position(status: str, position: int) -> str:
@@ -220,6 +236,35 @@ def _asset_url(prefix: str, name: str) -> str:
     return f"{prefix.rstrip('/')}/{name}?v={_static_version(name)}"
 
 
+def _element(tag: str, attrs: dict[str, str], inner: str = "") -> str:
+    pairs = " ".join(f'{key}="{escape(value, quote=True)}"' for key, value in attrs.items())
+    return f"<{tag} {pairs}>{inner}</{tag}>"
+
+
+def _challenge_html(view: WaitingView) -> str:
+    """The challenge block of the page (every value escaped), or "" when there is none."""
+    c = view.challenge
+    if c is None:
+        return ""
+    inner = '<p class="gk-small">Checking your browser before you join the line…</p>'
+    if c.script_url:
+        widget = {"class": c.widget_class, "data-sitekey": c.site_key, "data-callback": "gkSolved"}
+        inner += _element("div", widget)
+        inner += _element("script", {"src": c.script_url, "async": "", "defer": ""})
+    inner += (
+        "<noscript><p>This waiting room needs JavaScript to let you join the line: "
+        "please turn it on and reload the page.</p></noscript>"
+    )
+    attrs = {
+        "id": "gk-challenge",
+        "data-kind": c.kind,
+        "data-session": view.session_id,
+        "data-answer-cookie": c.answer_cookie,
+        "data-difficulty": str(c.difficulty),
+    }
+    return _element("div", attrs, inner)
+
+
 def _progress_attrs(position: int, joined: int | None) -> str:
     # Built only from integers; without a value attribute <progress> is indeterminate.
     if joined is None or joined < 0:
@@ -279,6 +324,7 @@ class PageRenderer:
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
         escaped["progress_attrs"] = _progress_attrs(position, view.joined_position)
+        escaped["challenge"] = _challenge_html(view)
         return _fill(self._waiting, escaped)
 
     def render_unavailable(self, retry_after_s: int) -> bytes:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gatekeeper.config import Settings, load_config
 from gatekeeper.config.schema import KEYS, Kind, Leaf, env_var
+from gatekeeper.config.settings import BindPass
 from tests.config.support import error_of, write
 
 
@@ -132,6 +133,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.gate.waiting-status", 201),
     ("waitingroom.gate.waiting-template", "/does/not/exist.html"),
     ("waitingroom.gate.failure-policy", "ajar"),
+    ("waitingroom.gate.bind-pass", "cookie"),
     ("waitingroom.gate.cookie.name", "bad name"),
     ("waitingroom.gate.cookie.secure", "perhaps"),
     ("waitingroom.gate.cookie.same-site", "Lax!"),
@@ -195,10 +197,30 @@ def test_bad_routes(routes: object, where: str) -> None:
         ({"vip": {"retention": "1y"}}, "waitingroom.rooms.overrides.vip.retention: must be"),
         ({"vip": {"rate-ms": 5}}, "waitingroom.rooms.overrides.vip.rate-ms: unknown key"),
         ({"vip": 5}, "waitingroom.rooms.overrides.vip: must be a mapping"),
+        (
+            {"vip": {"bind-pass": "/24"}},
+            "waitingroom.rooms.overrides.vip.bind-pass: must be one of 'none', 'ip', 'prefix'",
+        ),
+        ({"vip": {"bind_pass": "ip"}}, "waitingroom.rooms.overrides.vip.bind_pass: unknown key"),
+        ({"vip": {"failure-policy": "open"}}, "waitingroom.rooms.overrides.vip.failure-policy:"),
     ],
 )
 def test_bad_room_overrides(overrides: object, message: str) -> None:
     assert error_of(overrides={"waitingroom.rooms.overrides": overrides}).startswith(message)
+
+
+def test_bind_pass_is_set_for_the_gate_and_per_room() -> None:
+    rooms = {"vip": {"bind-pass": "ip"}, "open": {"bind-pass": "none"}, "plain": {}}
+    s = load_config(
+        environ={"WAITINGROOM_GATE_BIND_PASS": "prefix"},
+        overrides={"waitingroom.rooms.overrides": rooms},
+    )
+    assert s.gate.bind_pass is BindPass.PREFIX
+    overrides = s.rooms.overrides
+    assert overrides["vip"].bind_pass is BindPass.IP
+    assert overrides["open"].bind_pass is BindPass.NONE
+    assert overrides["plain"].bind_pass is None  # the gate's applies
+    assert load_config(environ={}).gate.bind_pass is BindPass.NONE
 
 
 @pytest.mark.parametrize(

@@ -31,11 +31,11 @@ async def test_hot_path_and_full_path_forward_the_same_headers() -> None:
         fake_proof = {"x-gatekeeper-proof": "v1.forged"}
         assert (await enter(alice, "/seats")).status_code == 200  # admitted at once, claimed
         request = alice.build_request("GET", "/seats", headers=fake_proof)
-        headers = [(k.lower(), v) for k, v in request.headers.raw]
+        scope = {"headers": [(k.lower(), v) for k, v in request.headers.raw]}
         admission = h.gate.admission
-        assert admission.quick_pass("default", headers) is None  # not seen yet: full path
+        assert admission.quick_pass("default", scope) is None  # not seen yet: full path
         full = await alice.send(request)
-        assert admission.quick_pass("default", headers) is not None  # remembered: hot path
+        assert admission.quick_pass("default", scope) is not None  # remembered: hot path
         hot = await alice.send(alice.build_request("GET", "/seats", headers=fake_proof))
     assert full.status_code == hot.status_code == 200
     seen = [list(scope["headers"]) for scope in h.origin.seen[-2:]]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
 
 from gatekeeper.errors import ConfigError
-from gatekeeper.gate.tokens import MAX_COOKIE_LEN, CookieCodec, Visitor
+from gatekeeper.gate.tokens import MAX_COOKIE_LEN, TAG_LEN, CookieCodec, Visitor
 from gatekeeper.ids import new_session_id
 
 K1 = "first-secret-key-0123456789"
@@ -66,6 +66,8 @@ def raw_signer() -> TimestampSigner:
 
 
 GOOD = codec().dumps(SID, 1_700_000_123_456)
+TAG = codec().tags("192.0.2.7")[0]
+BOUND = codec().dumps(SID, 1_700_000_123_456, TAG)
 
 
 def test_round_trip() -> None:
@@ -114,27 +116,29 @@ def test_config_error_does_not_leak_key() -> None:
     assert "hunter2" not in str(info.value)
 
 
-def test_every_single_character_change_is_refused() -> None:
+@pytest.mark.parametrize("good", [GOOD, BOUND], ids=["unbound", "bound"])
+def test_every_single_character_change_is_refused(good: str) -> None:
     c = codec()
-    for i, ch in enumerate(GOOD):
+    for i, ch in enumerate(good):
         for repl in sorted(COOKIE_SAFE - {ch}):
-            assert c.loads(GOOD[:i] + repl + GOOD[i + 1 :]) is None, (i, repl)
+            assert c.loads(good[:i] + repl + good[i + 1 :]) is None, (i, repl)
 
 
-def test_every_truncation_and_extension_is_refused() -> None:
+@pytest.mark.parametrize("good", [GOOD, BOUND], ids=["unbound", "bound"])
+def test_every_truncation_and_extension_is_refused(good: str) -> None:
     c = codec()
-    for i in range(len(GOOD)):
-        assert c.loads(GOOD[:i]) is None, i
-        assert c.loads(GOOD[i:]) is None or i == 0
+    for i in range(len(good)):
+        assert c.loads(good[:i]) is None, i
+        assert c.loads(good[i:]) is None or i == 0
     for extra in ["A", "=", ".", "~", "0", " ", "=="]:
-        assert c.loads(GOOD + extra) is None
-        assert c.loads(extra + GOOD) is None
+        assert c.loads(good + extra) is None
+        assert c.loads(extra + good) is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_bit_flips_are_refused(data: st.DataObject) -> None:
-    raw = bytearray(GOOD.encode())
+    raw = bytearray(data.draw(st.sampled_from([GOOD, BOUND])).encode())
     positions = data.draw(st.sets(st.integers(0, len(raw) * 8 - 1), min_size=1, max_size=4))
     for p in positions:
         raw[p // 8] ^= 1 << (p % 8)
@@ -274,3 +278,36 @@ def test_verify_uses_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = 0
     assert c.loads(GOOD[:-2] + ("AA" if GOOD[-2:] != "AA" else "BA")) is None
     assert calls >= 1
+
+
+def test_a_bound_cookie_carries_its_tag_signed_with_the_rest() -> None:
+    c = codec()
+    assert BOUND.startswith(f"1~{SID}~1700000123456~{TAG}.")
+    assert c.loads(BOUND) == Visitor(SID, 1_700_000_123_456, TAG)
+    assert c.loads(GOOD) == Visitor(SID, 1_700_000_123_456, "")  # no tag: not bound
+    other = c.tags("192.0.2.8")[0]
+    assert c.loads(BOUND.replace(TAG, other)) is None  # a tag swapped in does not verify
+    assert c.loads(BOUND.replace(f"~{TAG}", "")) is None  # nor one taken out
+
+
+def test_only_a_canonical_tag_verifies() -> None:
+    signer = raw_signer()
+    assert codec().loads(signer.sign(f"1~{SID}~0~{TAG}").decode()) == Visitor(SID, 0, TAG)
+    for tag in [TAG.upper(), TAG[:-1], TAG + "0", "g" * TAG_LEN, "", f"{TAG}~{TAG}"]:
+        assert codec().loads(signer.sign(f"1~{SID}~0~{tag}").decode()) is None, tag
+
+
+def test_dumps_rejects_a_malformed_tag() -> None:
+    for bad in [TAG.upper(), TAG[:-1], TAG + "a", "x" * TAG_LEN, "192.0.2.7"]:
+        with pytest.raises(ValueError):
+            codec().dumps(SID, 0, bad)
+
+
+def test_tags_are_keyed_per_binding_and_newest_key_first() -> None:
+    old, both, new = codec([K1]), codec([K1, K2]), codec([K2])
+    tags = both.tags("192.0.2.7")
+    assert len(tags) == 2 and tags == (new.tags("192.0.2.7")[0], old.tags("192.0.2.7")[0])
+    assert all(len(t) == TAG_LEN and int(t, 16) >= 0 for t in tags)
+    assert old.tags("192.0.2.7") != old.tags("192.0.2.0/24") != old.tags("")
+    assert old.tags("192.0.2.7") == codec([K1]).tags("192.0.2.7")  # deterministic
+    assert TAG not in old.tags("192.0.2.8") and "192.0.2.7" not in BOUND  # the address is hidden

@@ -29,6 +29,7 @@ class ScriptName(StrEnum):
     SET_CONTROLS = "set_controls"
     FORGET = "forget"
     RELEASE = "release"
+    LIST = "list"
 
 
 LIBRARY = "lib"

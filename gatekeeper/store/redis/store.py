@@ -123,6 +123,7 @@ class RedisStore:
         self._set_controls = Script(client, ScriptName.SET_CONTROLS, lean=lean)
         self._forget = Script(client, ScriptName.FORGET, lean=lean)
         self._release = Script(client, ScriptName.RELEASE, lean=lean)
+        self._list = Script(client, ScriptName.LIST, lean=lean)
 
     @classmethod
     def open(cls, settings: RedisSettings, *, clock: Clock | None = None) -> RedisStore:
@@ -210,7 +211,7 @@ class RedisStore:
         now = int(time.monotonic() * 1000) if self._clock is None else self._clock()
         last = self._registered.get(room)
         if fresh or last is None or now - last >= REGISTER_EVERY_MS:
-            await self._redis.zadd(self._global.rooms, {room: self._wall_ms() / 1000})
+            await self._relist(room, self._wall_ms())
             if len(self._registered) >= _CACHE_ROOMS:
                 self._registered.clear()
             self._registered[room] = now
@@ -307,7 +308,7 @@ class RedisStore:
         return True
 
     async def _relist(self, room: str, now_ms: int) -> None:
-        await self._redis.zadd(self._global.rooms, {room: now_ms / 1000})
+        await self._list(keys=[self._global.rooms], args=[room, repr(now_ms / 1000)])
 
     @_translated
     async def counts(self, room: str) -> RoomCounts:

@@ -2,6 +2,19 @@
 (function () {
   "use strict";
 
+  // SHA-256 round constants (for the proof-of-work challenge, below).
+  var K = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ];
+  var W = new Array(64);
+
   var MIN_DELAY_MS = 500;
   var MAX_DELAY_MS = 60000;
   var MAX_BACKOFF_MS = 30000;
@@ -13,6 +26,13 @@
   if (!root) {
     return;
   }
+  // A busy room with a challenge: meet it first; the reload that follows takes the place.
+  var challengeEl = document.getElementById("gk-challenge");
+  if (challengeEl) {
+    meetChallenge(challengeEl);
+    return;
+  }
+
   var statusUrl = root.getAttribute("data-status-url") || "";
   var nextDelay = clamp(toNumber(root.getAttribute("data-poll-after-ms")), 2000);
   var joined = toNumber(root.getAttribute("data-joined-position"));
@@ -294,4 +314,97 @@
   });
 
   schedule(jitter(nextDelay));
+
+  // The answer goes back in a short-lived cookie named by the page; the gate checks it against
+  // this page's session when the reload comes (gatekeeper/gate/challenge.py).
+  function answerWith(el, value) {
+    var secure = window.location.protocol === "https:" ? "; Secure" : "";
+    document.cookie =
+      el.getAttribute("data-answer-cookie") + "=" + value + "; Path=/; Max-Age=120; SameSite=Lax" + secure;
+    window.location.reload();
+  }
+
+  function meetChallenge(el) {
+    if (el.getAttribute("data-kind") === "proof-of-work") {
+      solveProofOfWork(el);
+    } else {
+      // The verifier's widget calls this with its token once the visitor passed it.
+      window.gkSolved = function (token) {
+        answerWith(el, token);
+      };
+    }
+  }
+
+  // Find n such that SHA-256("<session>:<n>") starts with `difficulty` zero bits, in slices
+  // that leave the page responsive.
+  function solveProofOfWork(el) {
+    var prefix = el.getAttribute("data-session") + ":";
+    var bits = parseInt(el.getAttribute("data-difficulty"), 10) || 1;
+    var nonce = 0;
+    function slice() {
+      for (var end = nonce + 20000; nonce < end; nonce++) {
+        var first = sha256FirstWord(prefix + nonce);
+        if ((bits >= 32 ? first : first >>> (32 - bits)) === 0) {
+          answerWith(el, String(nonce));
+          return;
+        }
+      }
+      window.setTimeout(slice, 0);
+    }
+    slice();
+  }
+
+
+  // SHA-256 of an ASCII string (session ids and digits are ASCII), its first 32-bit word.
+  function sha256FirstWord(text) {
+    var n = text.length;
+    var blocks = ((n + 8) >> 6) + 1;
+    var words = new Array(blocks * 16);
+    for (var i = 0; i < words.length; i++) {
+      words[i] = 0;
+    }
+    for (i = 0; i < n; i++) {
+      words[i >> 2] |= (text.charCodeAt(i) & 0xff) << (24 - (i % 4) * 8);
+    }
+    words[n >> 2] |= 0x80 << (24 - (n % 4) * 8);
+    words[words.length - 1] = n * 8;
+    var h0 = 0x6a09e667, h1 = 0xbb67ae85, h2 = 0x3c6ef372, h3 = 0xa54ff53a;
+    var h4 = 0x510e527f, h5 = 0x9b05688c, h6 = 0x1f83d9ab, h7 = 0x5be0cd19;
+    for (var b = 0; b < words.length; b += 16) {
+      var a = h0, c1 = h1, c2 = h2, d = h3, e = h4, f = h5, g = h6, h = h7;
+      for (var t = 0; t < 64; t++) {
+        if (t < 16) {
+          W[t] = words[b + t] | 0;
+        } else {
+          var x = W[t - 15], y = W[t - 2];
+          var s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+          var s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+          W[t] = (W[t - 16] + s0 + W[t - 7] + s1) | 0;
+        }
+        var S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+        var ch = (e & f) ^ (~e & g);
+        var t1 = (h + S1 + ch + K[t] + W[t]) | 0;
+        var S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+        var maj = (a & c1) ^ (a & c2) ^ (c1 & c2);
+        var t2 = (S0 + maj) | 0;
+        h = g;
+        g = f;
+        f = e;
+        e = (d + t1) | 0;
+        d = c2;
+        c2 = c1;
+        c1 = a;
+        a = (t1 + t2) | 0;
+      }
+      h0 = (h0 + a) | 0;
+      h1 = (h1 + c1) | 0;
+      h2 = (h2 + c2) | 0;
+      h3 = (h3 + d) | 0;
+      h4 = (h4 + e) | 0;
+      h5 = (h5 + f) | 0;
+      h6 = (h6 + g) | 0;
+      h7 = (h7 + h) | 0;
+    }
+    return h0 >>> 0;
+  }
 })();
