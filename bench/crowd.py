@@ -36,6 +36,7 @@ WAITING_MARK = b'id="gk-room"'
 STATUS_URL = re.compile(rb'data-status-url="([^"]+)"')
 POLL_AFTER = re.compile(rb'data-poll-after-ms="(\d+)"')
 DONE_PATH = "/checkout/complete"
+RELOAD = "reload"  # poll(): the status API does not know the session yet
 STAY_S = (2.0, 4.0)
 SAMPLE_S = 0.25
 HTML = "text/html,application/xhtml+xml"
@@ -149,10 +150,29 @@ class Crowd:
         self.left += 1
 
     async def wait_in_line(self, page: bytes, cookie: str) -> tuple[str, str] | None:
-        """Poll until ACTIVE, then reload the page: (status URL, cookie), or None on failure."""
+        """Poll until ACTIVE, then reload the page: (status URL, cookie), or None on failure.
+
+        As the page's script does: a status API that does not know the session yet (404, the
+        first page of a lazy join) means reload, and the reload with the cookie takes the place.
+        """
         self.waiting += 1
         try:
-            found = await self.poll(page)
+            while True:
+                found = await self.poll(page)
+                if found != RELOAD:
+                    break
+                got = await self.fetch("GET", "/", cookie, "comeback")
+                if got is None:
+                    return None
+                reply, cookie = got
+                if reply.status == 200 and reply.body == PAGE:
+                    self.latency["site_page"].append(reply.ms)
+                    return "", cookie  # admitted at once when it came back
+                if reply.status != 200 or WAITING_MARK not in reply.body:
+                    self.fail("comeback", reply)
+                    return None
+                self.latency["waiting_page"].append(reply.ms)
+                page = reply.body
         finally:
             self.waiting -= 1
         if found is None:
@@ -168,7 +188,8 @@ class Crowd:
         return found, cookie
 
     async def poll(self, page: bytes) -> str | None:
-        """Poll the status API until ACTIVE: the status URL, or None on failure."""
+        """Poll the status API until ACTIVE: the status URL, RELOAD when the session is not
+        known yet, or None on failure."""
         url_match, poll_match = STATUS_URL.search(page), POLL_AFTER.search(page)
         if url_match is None or poll_match is None:
             self.errors["waiting page without status URL"] += 1
@@ -180,6 +201,8 @@ class Crowd:
             if got is None:
                 return None
             reply = got[0]
+            if reply.status == 404:
+                return RELOAD
             if reply.status != 200:
                 self.fail("poll", reply)
                 return None

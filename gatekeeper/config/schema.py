@@ -282,7 +282,7 @@ SECRETS = {
     "gate.challenge.secret": "challenge_secret",
 }
 """The secrets (path under `waitingroom` to `Settings` field): from the environment only."""
-ROOM_GATE_KEYS = {"bind-pass": "gate.bind-pass"}
+ROOM_GATE_KEYS = {"bind-pass": "gate.bind-pass", "challenge": "gate.challenge.kind"}
 """The gate keys a room may override too: their name under rooms.overrides.<room> (and, with
 `-` as `_`, the `RoomOverride` field) to the key's path."""
 _PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys...

@@ -6,8 +6,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+import gatekeeper.gate.binding
+from gatekeeper.clients import ClientAddresses
 from gatekeeper.gate.admission import Admitted
-from gatekeeper.gate.tokens import Visitor
+from gatekeeper.gate.binding import Binding
+from gatekeeper.gate.tokens import CookieCodec, Visitor
 from tests.gate.harness import Harness, enter, gate_settings, set_cookie
 
 JSON = {"accept": "application/json"}
@@ -15,7 +18,7 @@ ALICE = "203.0.113.7"
 MALLORY = "198.51.100.9"
 
 
-def bound(kind: str = "ip", **overrides: object) -> Harness:
+def bound(kind: str = "ip", /, **overrides: object) -> Harness:
     return Harness(gate_settings(**{"gate.bind-pass": kind}, **overrides))
 
 
@@ -196,3 +199,28 @@ async def test_the_leave_cookie_and_auth_request_keep_the_binding() -> None:
         r = await alice.post("/signal-leave", headers={"cookie": pair})
     left = visitor_of(h, set_cookie(r).split(";", 1)[0])
     assert left.pass_until_ms == 0 and left.bound == h.gate.admission.codec.tags(ALICE)[0]
+
+
+def test_tags_are_cached_per_client_and_kind_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = gate_settings(**{"gate.bind-pass": "prefix"})
+    codec = CookieCodec(settings.cookie_keys, max_age_s=60)
+    binding = Binding(settings, codec, ClientAddresses(()))
+
+    def scope(client: object) -> dict[str, object]:
+        return {"headers": [], "client": client}
+
+    tag = binding.tag("default", scope(("192.0.2.7", 1)))
+    assert tag == codec.tags("192.0.2.0/24")[0]
+    assert binding.tag("default", scope(("::ffff:192.0.2.9", 2))) == tag  # one network
+    assert binding.holds("default", scope(["192.0.2.200", 3]), tag)
+    # No client, or one that is not an address: the shared binding "", never a crash.
+    nowhere = codec.tags("")[0]
+    assert binding.tag("default", {"headers": []}) == nowhere
+    assert binding.tag("default", scope(None)) == binding.tag("default", scope(())) == nowhere
+    assert binding.tag("default", scope(("unix:/run/gk.sock", 0))) == nowhere
+    assert not binding.holds("default", scope(("192.0.2.7", 1)), nowhere)
+    monkeypatch.setattr("gatekeeper.gate.binding._CACHE_MAX", len(binding._cache) + 2)
+    for i in range(10):
+        network = f"198.51.{i}.0/24"
+        assert binding.holds("default", scope((f"198.51.{i}.1", 1)), codec.tags(network)[0])
+    assert len(binding._cache) == gatekeeper.gate.binding._CACHE_MAX
