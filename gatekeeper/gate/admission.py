@@ -222,6 +222,7 @@ class Admission:
                 # The pass runs from when the store was asked, so that it cannot outlive the
                 # session by more than a pass TTL, whichever replica renews it.
                 return self._admit(ticket, asked, scope, renewed=on_pass is not None)
+        provisional = False
         if ticket is None or ticket.status in TERMINAL:
             if not join:
                 return Decision(Verdict.ABSENT)
@@ -229,7 +230,7 @@ class Admission:
             # join, or one past its retention) joins with that session: this browser keeps
             # cookies. Without a cookie the join is lazy.
             back = visitor is not None and ticket is None
-            sid = visitor.session_id if visitor is not None and back else new_session_id(room)
+            sid = visitor.session_id if back and visitor is not None else new_session_id(room)
             lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
             entry = Entry(self._addresses.key(scope), lazy=lazy)
             try:
@@ -252,8 +253,6 @@ class Admission:
                 self._metrics.joined(room, ticket.status is Status.ACTIVE)
             if ticket.status is Status.ACTIVE:
                 return self._admit(ticket, now, scope, claimed=not entry.lazy)
-        else:
-            provisional = False
         sid = ticket.session_id
         fresh = visitor is None or visitor.session_id != sid
         cookie = self.set_cookie(room, sid, 0, scope) if fresh else None

@@ -61,8 +61,13 @@ NOTICE_PLACEHOLDERS = frozenset({"title", "message", "retry_after", "retry_after
 
 
 class Notice(Enum):
-    """Why a newcomer is turned away: the page's title and message, the API's error code."""
+    """Why a visitor is turned away: the page's title and message, the API's error code."""
 
+    UNAVAILABLE = (
+        "store_unavailable",
+        "We'll be right back",
+        "We're having trouble letting visitors in right now.",
+    )
     RATE_LIMITED = (
         "rate_limited",
         "Too many visitors from your network",
@@ -287,16 +292,14 @@ class PageRenderer:
             waiting_text, waiting_origin = _packaged_template("waiting.html"), "waiting.html"
         else:
             waiting_text, waiting_origin = _read_template(template_path), template_path
-        if unavailable_template_path is None:
-            unavailable_text = _packaged_template("unavailable.html")
-            unavailable_origin = "unavailable.html"
-        else:
-            unavailable_text = _read_template(unavailable_template_path)
-            unavailable_origin = unavailable_template_path
         self._waiting = _compile(waiting_text, WAITING_PLACEHOLDERS, waiting_origin)
-        self._unavailable = _compile(unavailable_text, UNAVAILABLE_PLACEHOLDERS, unavailable_origin)
         notice = _packaged_template("notice.html")
         self._notice = _compile(notice, NOTICE_PLACEHOLDERS, "notice.html")
+        # Without a template of its own the "right back" page is the packaged notice.
+        self._unavailable: _Compiled | None = None
+        if unavailable_template_path is not None:
+            text = _read_template(unavailable_template_path)
+            self._unavailable = _compile(text, UNAVAILABLE_PLACEHOLDERS, unavailable_template_path)
 
     def render_waiting(self, view: WaitingView) -> bytes:
         """The waiting page for one visitor as UTF-8 HTML."""
@@ -329,6 +332,8 @@ class PageRenderer:
 
     def render_unavailable(self, retry_after_s: int) -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""
+        if self._unavailable is None:
+            return self.render_notice(Notice.UNAVAILABLE, retry_after_s)
         seconds = max(1, int(retry_after_s))
         return _fill(
             self._unavailable,
