@@ -129,7 +129,7 @@ class WaitingRoom(Gate):
         parts = GateParts(
             routes=routes,
             admission=runtime.admission,
-            forwarding=Forwarding(app, runtime.admission, runtime.metrics, s, runtime.clock),
+            forwarding=Forwarding(app, runtime.admission, runtime.metrics, s, runtime.store),
             responses=Responses(runtime.rooms, PageRenderer(s.gate.waiting_template or None), s),
             auth=AuthRequest(routes, runtime.admission, runtime.metrics),
             endpoints=runtime.endpoints(root=False),

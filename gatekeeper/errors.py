@@ -49,10 +49,13 @@ class Refusal(StrEnum):
     """The client's join limit is spent (429)."""
     QUEUE_FULL = "queue_full"
     """The room's line is as long as `max-waiting` allows, or the store is full (503)."""
+    ROOM_CLOSED = "room_closed"
+    """The room is closed (sold out): no new sessions until an operator reopens it (409)."""
 
 
 class JoinRefused(GatekeeperError):
-    """A room turned a join away; nothing was written. Try again after `retry_after_s`."""
+    """A room turned a join away; nothing was written. Try again after `retry_after_s` (0: not
+    worth trying again, the room is closed)."""
 
     def __init__(self, reason: Refusal, retry_after_s: int) -> None:
         super().__init__(f"join refused: {reason.value}, retry after {retry_after_s} s")

@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from gatekeeper.store.base import GrantReport
+from gatekeeper.store.base import EndReason, GrantReport, Ticket
 from gatekeeper.verdicts import COUNTED, Verdict
 
 OTHER_ROOMS = "~other"
@@ -108,7 +108,15 @@ class Metrics:
         )
         self.expirations = PerRoom(Counter(
             "gatekeeper_expirations_total",
-            "Sessions expired by the grant loop (active_lease: idle or unclaimed; waiting_timeout)",
+            "Sessions expired by the grant loop (active_lease: idle or unclaimed; "
+            "waiting_timeout; closed)",
+            ["room", "reason"],
+            registry=r,
+        ), label)  # fmt: skip
+        self.ended = PerRoom(Counter(
+            "gatekeeper_sessions_ended_total",
+            "Sessions this process saw end, by reason: ended by its grant steps or polls, or "
+            "left or revoked through it (a repeated leave of one session counts again)",
             ["room", "reason"],
             registry=r,
         ), label)  # fmt: skip
@@ -166,7 +174,7 @@ class Metrics:
         self._own -= 1
         for metric in (self.waiting, self.active, self.capacity):
             metric.remove(label)
-        for counter in (self.joins, self.grants, self.leaves, self.expirations):
+        for counter in (self.joins, self.grants, self.leaves, self.expirations, self.ended):
             counter.remove(label)
 
     def _set_other(self, room: str, figures: tuple[int, int, int] | None) -> None:
@@ -181,6 +189,15 @@ class Metrics:
     def joined(self, room: str, admitted: bool) -> None:
         """Count one new session (admitted at once or queued)."""
         self.joins.labels(room, "true" if admitted else "false").inc()
+
+    def session_ended(self, room: str, reason: EndReason) -> None:
+        """Count one session ended through this process (a leave or a revoke)."""
+        self.ended.labels(room, reason.value).inc()
+
+    def polled(self, ticket: Ticket) -> None:
+        """Count the end of a session when this poll ended it (`Ticket.ended`)."""
+        if ticket.ended and ticket.reason is not None:
+            self.ended.labels(ticket.room, ticket.reason.value).inc()
 
     def decision(self, verdict: Verdict) -> None:
         """Count one gate decision (any but ABSENT, which is counted as WAITING)."""
@@ -207,8 +224,13 @@ class Metrics:
             self.grants.labels(room).inc(len(report.granted))
         if report.expired_active:
             self.expirations.labels(room, "active_lease").inc(report.expired_active)
-        if report.expired_waiting:
-            self.expirations.labels(room, "waiting_timeout").inc(report.expired_waiting)
+        if report.expired_waiting > report.closed:
+            silent = report.expired_waiting - report.closed
+            self.expirations.labels(room, "waiting_timeout").inc(silent)
+        if report.closed:
+            self.expirations.labels(room, "closed").inc(report.closed)
+        for reason, count in report.ended().items():
+            self.ended.labels(room, reason.value).inc(count)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -7,7 +7,7 @@ from gatekeeper.core.granter import Granter
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.ids import new_session_id
 from gatekeeper.metrics import OTHER_ROOMS, Metrics
-from gatekeeper.store.base import GrantReport
+from gatekeeper.store.base import EndReason, GrantReport, Status, Ticket
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
 
@@ -86,3 +86,24 @@ async def test_metrics_size_is_bounded_whatever_the_rooms_ever_seen(clock: FakeC
     assert max(sizes) < 150_000
     assert sizes[-1] <= sizes[0] * 1.05
     assert len(_text(metrics)) < 10_000  # everything forgotten: no per-room series left
+
+
+def test_ended_sessions_are_counted_by_reason_once_each() -> None:
+    metrics = Metrics()
+    # A grant step: 3 leases out (1 never claimed), 5 waiters gone (2 of them by a close).
+    metrics.grant_report("a", GrantReport((), 3, 5, 0, 0, unclaimed=1, closed=2), 10)
+    expired = Ticket("x.a", "a", Status.EXPIRED, 0, 0, 0, 0.0, EndReason.CLOSED, ended=True)
+    metrics.polled(expired)
+    metrics.polled(Ticket("x.a", "a", Status.EXPIRED, 0, 0, 0, 0.0, EndReason.CLOSED))
+    metrics.polled(Ticket("y.a", "a", Status.ACTIVE, 0, 0, 1, 0.0))
+    metrics.session_ended("a", EndReason.LEFT)
+    text = _text(metrics)
+    for reason, count in {"claim_timeout": 1, "idle_timeout": 2, "waiting_timeout": 3,
+                          "closed": 3, "left": 1}.items():  # fmt: skip
+        assert f'gatekeeper_sessions_ended_total{{reason="{reason}",room="a"}} {count}.0' in text
+    assert 'reason="revoked"' not in text, "a reason never seen has no series"
+    assert 'gatekeeper_expirations_total{reason="active_lease",room="a"} 3.0' in text
+    assert 'gatekeeper_expirations_total{reason="waiting_timeout",room="a"} 3.0' in text
+    assert 'gatekeeper_expirations_total{reason="closed",room="a"} 2.0' in text
+    metrics.forget_room("a")
+    assert "gatekeeper_sessions_ended_total{" not in _text(metrics)

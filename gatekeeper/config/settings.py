@@ -115,6 +115,21 @@ class PollingSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    """A room's scheduled on-sale; instants in epoch milliseconds (see config/events.py).
+
+    Before `prequeue_opens_at` the room works as without the event; from it until `starts_at`
+    everyone who arrives joins the pre-queue and nobody is admitted; at `starts_at` the
+    pre-queue is put at the front of the line (in drawn order with `shuffle`, else in arrival
+    order) and later arrivals queue behind it; from `ends_at` the room is closed."""
+
+    prequeue_opens_at: int
+    starts_at: int
+    ends_at: int | None = None
+    shuffle: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class RoomOverride:
     """Per-room replacements of processing/lifecycle defaults and of the gate keys rooms may
     set (`schema.ROOM_GATE_KEYS`); None keeps the default."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from gatekeeper.config.settings import PollingSettings
-from gatekeeper.store.base import RoomPolicy, Status, Ticket
+from gatekeeper.store.base import TERMINAL, RoomPolicy, Status, Ticket
 
 FRONT_S = 5
 # Waiters expected within NEAR_S poll at the minimum interval: grants come in bursts, so the
@@ -54,11 +54,15 @@ def poll_after_ms(
 def status_body(
     ticket: Ticket, polling: PollingSettings, policy: RoomPolicy, max_rate: float
 ) -> dict[str, object]:
-    """The poll API's JSON object for a ticket."""
-    return {
+    """The poll API's JSON object for a ticket; an ended session's tells why (`reason`, an
+    `EndReason` value, or null for a session that ended before reasons were kept)."""
+    body: dict[str, object] = {
         "sessionId": ticket.session_id,
         "status": ticket.status.value,
         "position": ticket.ahead,
         "estimatedWaitSeconds": estimated_wait_seconds(ticket),
         "pollAfterMs": poll_after_ms(ticket, polling, policy, max_rate),
     }
+    if ticket.status in TERMINAL:
+        body["reason"] = None if ticket.reason is None else ticket.reason.value
+    return body

@@ -13,6 +13,10 @@ A request without a cookie joins lazily (`store.base.Entry`): when the room is b
 cookie and the waiting page, and its session is written only when the cookie comes back, so a
 client that keeps no cookies adds nobody to the line. Joins count against the client's join
 limit (its address through trusted proxies, `gatekeeper.clients`) and the room's queue cap.
+
+A closed room (sold out) lets nobody join: a newcomer, and a waiter whose session the close
+ended, get the closed answer (no new session); admitted visitors go on until they leave or time
+out.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import (
     QUEUE_FULL_RETRY_S,
     TERMINAL,
+    EndReason,
     Entry,
     Mode,
     Queue,
@@ -48,6 +53,13 @@ from gatekeeper.verdicts import Verdict
 from gatekeeper.web.pages import ChallengeView
 
 log = logging.getLogger("gatekeeper.gate")
+
+# The verdict of a join the store turned away.
+_REFUSED = {
+    Refusal.RATE_LIMITED: Verdict.LIMITED,
+    Refusal.QUEUE_FULL: Verdict.FULL,
+    Refusal.ROOM_CLOSED: Verdict.CLOSED,
+}
 
 # Cookie headers known to carry a pass, remembered this many at most (a few MB).
 _KNOWN_MAX = 16_384
@@ -64,7 +76,7 @@ class Decision:
     ticket: Ticket | None = None
     pass_until_ms: int = 0
     retry_after_s: int = 0
-    """LIMITED and FULL: when to try again."""
+    """LIMITED and FULL: when to try again (CLOSED: 0, not again)."""
     provisional: bool = False
     """WAITING without a place yet: the session is written when the cookie comes back."""
     challenge: ChallengeView | None = None
@@ -224,6 +236,10 @@ class Admission:
                 return self._admit(ticket, asked, scope, renewed=on_pass is not None)
         provisional = False
         if ticket is None or ticket.status in TERMINAL:
+            if mode is Mode.CLOSED:
+                # Sold out: no new session (the store would refuse it), and a waiter whose
+                # session the close ended sees the closed page rather than joining again.
+                return Decision(Verdict.CLOSED)
             if not join:
                 return Decision(Verdict.ABSENT)
             # A cookie back for a session the store does not know (the first answer to a lazy
@@ -236,8 +252,8 @@ class Admission:
             try:
                 ticket = await self.store.join(room, sid, policy, entry=entry)
             except JoinRefused as refused:
-                limited = refused.reason is Refusal.RATE_LIMITED
-                verdict = Verdict.LIMITED if limited else Verdict.FULL
+                # Closed in the store before this replica's next grant tick saw it: the same.
+                verdict = _REFUSED[refused.reason]
                 return Decision(verdict, retry_after_s=refused.retry_after_s)
             except StoreFull as exc:
                 # Redis is at maxmemory: nobody new fits, but the store answers, and admitted
@@ -312,8 +328,12 @@ class Admission:
         flight = self._polls.get(session_id)
         if flight is not None and flight[1] is task:
             del self._polls[session_id]
-        if not task.cancelled():
-            task.exception()  # retrieved: a failed poll nobody waits for any more logs nothing
+        if not task.cancelled() and task.exception() is None:
+            # Retrieved: a failed poll nobody waits for any more logs nothing. One count per
+            # store call, however many requests shared it.
+            ticket = task.result()
+            if ticket is not None:
+                self._metrics.polled(ticket)
 
     def _store_failed(self, exc: StoreError, on_pass: Visitor | None) -> Decision:
         self._store_ok = False
@@ -337,6 +357,7 @@ class Admission:
             log.warning("could not release %s: %s", session_id, exc)
         else:
             self._metrics.leaves.labels(room, reason).inc()
+            self._metrics.session_ended(room, EndReason.LEFT)
 
     async def drain(self) -> None:
         """Wait for the store polls in flight (at shutdown, before the store closes)."""

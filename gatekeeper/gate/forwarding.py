@@ -1,21 +1,30 @@
-"""Forwarding a request to the app: the one request-header rewrite, and the response's way back."""
+"""Forwarding a request to the app: the one request-header rewrite, and the response's way back
+(the origin's commands: `leave` gives up the visitor's place, `close` closes the room)."""
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable
 
 from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope, Send
-from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
+from gatekeeper.errors import StoreError
 from gatekeeper.gate.admission import STRIP, Admission, Admitted, Strip
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.proof import make_proof
 from gatekeeper.metrics import Metrics
+from gatekeeper.store.base import Control, Mode, Operations
+
+log = logging.getLogger("gatekeeper.gate")
 
 COMMAND_HEADER = b"x-gatekeeper-command"
+_LEAVE = b"leave"
+_CLOSE = b"close"
+_CLOSED = {Control.MODE.value: Mode.CLOSED.value}
 REQUEST_ID = b"x-request-id"
 _COOKIE = b"cookie"
 _CONNECTION = b"connection"
@@ -27,15 +36,24 @@ _SHARED = frozenset({b"public", b"s-maxage", b"private"})
 
 
 class Forwarding:
-    """Runs the app for a request the gate lets through, and counts the response."""
+    """Runs the app for a request the gate lets through, and counts the response.
+
+    `operations` is where the origin's `close` command sets the room's mode; the clock is the
+    admission's (the one clock its cookies are signed on)."""
 
     def __init__(
-        self, app: ASGIApp, admission: Admission, metrics: Metrics, settings: Settings, clock: Clock
+        self,
+        app: ASGIApp,
+        admission: Admission,
+        metrics: Metrics,
+        settings: Settings,
+        operations: Operations,
     ) -> None:
         self.app = app
         self._admission = admission
         self._metrics = metrics
-        self._clock = clock
+        self._operations = operations
+        self._clock = admission.clock
         self._cookie = settings.gate.cookie.name
         self._proof_header = settings.gate.proof_header.lower().encode()
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
@@ -93,7 +111,7 @@ class Forwarding:
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, admitted: Admitted) -> None:
         """Run the app for an admitted visitor: pass a renewed cookie on, obey the origin's
-        leave command and done paths, and count the response (status, time)."""
+        commands (leave, close) and done paths, and count the response (status, time)."""
         inner = dict(scope)
         inner["headers"] = self.headers(scope["headers"], admitted)
         if scope["type"] != "http":
@@ -101,13 +119,14 @@ class Forwarding:
         started = time.perf_counter()
         status = 0
         leave: str | None = None
+        close = False
         room, session_id = admitted.room, admitted.session_id
         done, cookie = admitted.done, admitted.set_cookie
 
         # A plain function handing back `send`'s awaitable: no extra coroutine frame for
         # every message of every admitted request.
         def send_through(message: Message) -> Awaitable[None]:
-            nonlocal leave, status
+            nonlocal leave, close, status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = message.get("headers", ())
@@ -121,8 +140,11 @@ class Forwarding:
                     for key, value in headers:
                         if key.lower() != COMMAND_HEADER:
                             out.append((key, value))
-                        elif value.strip().lower() == b"leave":
+                            continue
+                        commands = {c.strip().lower() for c in value.split(b",")}
+                        if _LEAVE in commands:
                             leave = "origin_command"
+                        close = close or _CLOSE in commands
                     if done and 200 <= status < 300:
                         leave = leave or "done_path"
                     if leave is not None:
@@ -141,6 +163,32 @@ class Forwarding:
             self._metrics.response(status or 500, time.perf_counter() - started)
         if leave is not None:
             await self._admission.release(room, session_id, leave)
+        if close:
+            await self._close(room)
+
+    async def _close(self, room: str) -> None:
+        """The origin's close command (sold out): the room's mode becomes closed for every
+        replica (the store refuses joins at once), audited as the origin's. The visitor whose
+        response carried it keeps their place, as every admitted visitor does."""
+        rooms = self._admission.rooms
+        if rooms.mode(room) is Mode.CLOSED:
+            return  # closed already, as far as this replica knows: an origin may repeat it
+        try:
+            await self._operations.set_controls(room, dict(_CLOSED))
+        except StoreError as exc:
+            self._metrics.store_errors.labels("gate").inc()
+            log.warning("could not close room %s on the origin's command: %s", room, exc)
+            return
+        log.info("room %s closed on the origin's command", room)
+        detail = json.dumps(_CLOSED, separators=(",", ":"))
+        entry = {"action": "room", "room": room, "detail": detail, "actor": "origin"}
+        try:
+            await self._operations.audit(entry)
+            # This replica stops joins at once (the others at their next grant tick; until
+            # then the store refuses them).
+            rooms.set_live(room, await self._operations.controls(room))
+        except StoreError as exc:
+            log.warning("room %s closed on the origin's command, then: %s", room, exc)
 
     async def bypass(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app for a path the gate does not protect (headers rewritten, counted)."""

@@ -1,5 +1,5 @@
 """What the gate answers a visitor it does not let through: the waiting page or JSON status,
-and the "we'll be right back" page."""
+the pages of a newcomer turned away or of a closed room, and the "we'll be right back" page."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
 # A WebSocket that may not connect yet: 1013 "try again later".
 _TRY_AGAIN = {"type": "websocket.close", "code": 1013}
+# A WebSocket of a closed room: 1008 "policy violation", the generic refusal (not worth a retry).
+_CLOSED = {"type": "websocket.close", "code": 1008}
 
 
 class Responses:
@@ -65,7 +67,10 @@ class Responses:
 
     async def turned_away(self, scope: Scope, send: Send, decision: Decision) -> None:
         """A newcomer refused a place: 429 over the client's join limit, 503 when the line is
-        full; with Retry-After, as HTML (reloading itself then) or JSON."""
+        full; with Retry-After, as HTML (reloading itself then) or JSON. A closed room: see
+        `closed`."""
+        if decision.verdict is Verdict.CLOSED:
+            return await self.closed(scope, send)
         limited = decision.verdict is Verdict.LIMITED
         notice = Notice.RATE_LIMITED if limited else Notice.QUEUE_FULL
         status = 429 if limited else 503
@@ -77,6 +82,19 @@ class Responses:
             await send_error(send, status, notice.code, notice.message, headers)
         else:
             await send_bytes(send, status, self._pages.render_notice(notice, retry), _HTML, headers)
+
+    async def closed(self, scope: Scope, send: Send) -> None:
+        """A closed room (sold out), to a newcomer or to a waiter the close sent away: a final
+        answer without Retry-After. JSON clients get 409 `room_closed`, as from the API. The
+        page is a 200: it is the answer to the visit, not an error to retry, and a proxy or
+        CDN that swaps error pages for its own would hide it."""
+        notice = Notice.CLOSED
+        if scope["type"] != "http":
+            await send(_CLOSED)
+        elif wants_json(scope):
+            await send_error(send, 409, notice.code, notice.message)
+        else:
+            await send_bytes(send, 200, self._pages.render_closed(), _HTML)
 
     async def unavailable(self, scope: Scope, send: Send) -> None:
         """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""

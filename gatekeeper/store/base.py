@@ -41,6 +41,30 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.LEFT, Status.EXPIRED})
 
 
+class EndReason(StrEnum):
+    """Why a session ended; the values are the API's `reason` strings and the session hash's
+    `reason` field in Redis (lib.lua)."""
+
+    LEFT = "left"
+    """The visitor left (the leave API, a done path, the origin's leave command)."""
+    WAITING_TIMEOUT = "waiting_timeout"
+    """A waiter stopped polling for the waiting timeout."""
+    CLAIM_TIMEOUT = "claim_timeout"
+    """A place was granted (or taken at once by a lazy join) and never claimed: the session was
+    not polled again before the claim window ran out."""
+    IDLE_TIMEOUT = "idle_timeout"
+    """An admitted visitor, polled at least once since the grant, idle past the idle timeout."""
+    REVOKED = "revoked"
+    """An operator revoked the session."""
+    CLOSED = "closed"
+    """A waiter whose room was closed (sold out)."""
+
+    @property
+    def status(self) -> Status:
+        """The terminal status of a session ended for this reason: LEFT only when it left."""
+        return Status.LEFT if self is EndReason.LEFT else Status.EXPIRED
+
+
 @dataclass(frozen=True, slots=True)
 class RoomPolicy:
     """The numbers a store needs to run one room; all durations in milliseconds."""
@@ -95,6 +119,12 @@ class Ticket:
     waiting: int
     active: int
     grant_rate: float
+    reason: EndReason | None = None
+    """Why the session ended (LEFT or EXPIRED); None while it is WAITING or ACTIVE, and for a
+    session that ended before reasons were kept."""
+    ended: bool = False
+    """This very call ended the session (a poll past a deadline, or of a waiter in a closed
+    room): the caller is the one to count it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +133,25 @@ class GrantReport:
 
     granted: tuple[str, ...]
     expired_active: int
+    """Admitted sessions whose lease ran out (claim or idle timeout)."""
     expired_waiting: int
+    """Waiters ended: silent past the waiting timeout, or sent away by a closed room."""
     waiting: int
     active: int
+    unclaimed: int = 0
+    """Of `expired_active`, places never claimed (claim_timeout; the rest idle_timeout)."""
+    closed: int = 0
+    """Of `expired_waiting`, waiters of a closed room (closed; the rest waiting_timeout)."""
+
+    def ended(self) -> dict[EndReason, int]:
+        """The sessions this step ended, by reason (reasons with none left out)."""
+        counts = {
+            EndReason.CLAIM_TIMEOUT: self.unclaimed,
+            EndReason.IDLE_TIMEOUT: self.expired_active - self.unclaimed,
+            EndReason.WAITING_TIMEOUT: self.expired_waiting - self.closed,
+            EndReason.CLOSED: self.closed,
+        }
+        return {reason: n for reason, n in counts.items() if n}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +176,10 @@ class Mode(StrEnum):
     """Emergency stop: no admissions, and the gate holds back admitted visitors too."""
     PASSTHROUGH = "passthrough"
     """The gate lets everyone through but still counts them."""
+    CLOSED = "closed"
+    """Sold out: joins are refused (ROOM_CLOSED), waiters end as EXPIRED (reason closed) at
+    their next poll or grant step; admitted visitors keep their place until they leave or
+    time out."""
 
 
 class Control(StrEnum):
@@ -167,9 +217,10 @@ class Queue(Protocol):
         Idempotent by session id: joining with an existing id returns its current ticket.
         Raises `ValueError` before writing anything when `room_of(session_id) != room` (a
         malformed id, or one of another room): that is a caller's bug (`require_room`).
-        Raises `JoinRefused`, writing nothing, when a join that would wait finds the line at
-        `policy.max_waiting` (QUEUE_FULL, checked first, lazy joins included) or when the
-        client's join limit is spent (RATE_LIMITED; only joins that write count). A lazy join
+        Raises `JoinRefused`, writing nothing, when the room is closed (ROOM_CLOSED, checked
+        first), when a join that would wait finds the line at `policy.max_waiting`
+        (QUEUE_FULL, lazy joins included) or when the client's join limit is spent
+        (RATE_LIMITED; only joins that write count). A lazy join
         admitted at once holds its place for the claim window, not the idle timeout, until
         the session is polled (its owner came back with the cookie). See `Entry`.
         """
@@ -180,6 +231,9 @@ class Queue(Protocol):
 
         The room is `room_of(session_id)`. None, and nothing changes, when the id is
         malformed, when that room has no such session, or when it is past its retention.
+        A waiter silent past the waiting timeout, or whose room is closed, and an admitted
+        session past its lease end here (`Ticket.ended`, with the `EndReason`). The first
+        poll of an admitted session claims its place: its lease becomes the idle timeout.
         """
         ...
 
@@ -188,12 +242,16 @@ class Queue(Protocol):
 
         The room is `room_of(session_id)`. False, and nothing changes, when the id is
         malformed, when that room has no such session, or when it is past its retention.
-        `revoke` (an operator's action) ends it as EXPIRED instead of LEFT.
+        `revoke` (an operator's action) ends it as EXPIRED (reason revoked) instead of LEFT
+        (reason left).
         """
         ...
 
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
-        """One grant step: reap expired leases and stale waiters, admit in FIFO order."""
+        """One grant step: reap expired leases and stale waiters, admit in FIFO order.
+
+        In a closed room nobody is admitted: the step ends up to REAP_LIMIT live waiters, in
+        join order, as EXPIRED (reason closed)."""
         ...
 
     async def rooms(self) -> list[str]:
@@ -267,8 +325,11 @@ def require_room(room: str, session_id: str) -> None:
 
 def refusal(reason: str, retry_ms: int) -> JoinRefused:
     """The error of a join a store turned away: `reason` is a `Refusal` value; a full line is
-    tried again after QUEUE_FULL_RETRY_S, a spent join limit once a token is back."""
+    tried again after QUEUE_FULL_RETRY_S, a spent join limit once a token is back, and a
+    closed room not at all (0: no Retry-After)."""
     why = Refusal(reason)
+    if why is Refusal.ROOM_CLOSED:
+        return JoinRefused(why, 0)
     if why is Refusal.QUEUE_FULL:
         return JoinRefused(why, QUEUE_FULL_RETRY_S)
     return JoinRefused(why, max(1, math.ceil(retry_ms / 1000)))

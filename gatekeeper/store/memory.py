@@ -30,8 +30,11 @@ from gatekeeper.store.base import (
     REGISTER_EVERY_MS,
     SCAN_FACTOR,
     TERMINAL,
+    Control,
+    EndReason,
     Entry,
     GrantReport,
+    Mode,
     RoomCounts,
     RoomPolicy,
     Status,
@@ -49,6 +52,7 @@ from gatekeeper.store.memory_state import (
     bucket,
     controls_of,
     spend,
+    timed_out,
 )
 
 
@@ -66,16 +70,23 @@ class MemoryStore:
         self._rate_ms: int | None = None
         self._audit: deque[dict[str, str]] = deque(maxlen=AUDIT_LIMIT)
 
-    def _ticket(self, sid: str, room_id: str, status: Status, seq: int | None, now: int) -> Ticket:
+    def _ticket(
+        self, sid: str, room_id: str, session: SessionState | None, now: int, ended: bool = False
+    ) -> Ticket:
+        """The ticket of a session (`ticket` in lib.lua); None: a lazy join that wrote nothing
+        (WAITING, not in line, so everyone is ahead)."""
         # A forgotten room has no state; its retained (ended) sessions read it as empty.
         room = self._rooms.get(room_id) or RoomState()
         waiting, active = len(room.waiting), len(room.active)
+        status = Status.WAITING if session is None else session.status
         ahead = 0
-        if status is Status.WAITING:
-            # No seq: not in line (a lazy join that wrote nothing), everyone is ahead.
-            ahead = waiting if seq is None else max(0, min(seq - room.head - 1, waiting - 1))
+        if session is None:
+            ahead = waiting
+        elif status is Status.WAITING:
+            ahead = max(0, min(session.seq - room.head - 1, waiting - 1))
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
-        return Ticket(sid, room_id, status, ahead, waiting, active, rate)
+        reason = None if session is None else session.reason
+        return Ticket(sid, room_id, status, ahead, waiting, active, rate, reason, ended)
 
     def _session(self, session_id: str) -> SessionState | None:
         """The session an id names, looked up in the room the id names (`room_of`)."""
@@ -85,9 +96,10 @@ class MemoryStore:
         return session
 
     def _finish(
-        self, sid: str, session: SessionState, status: Status, now: int, retention: int
+        self, sid: str, session: SessionState, reason: EndReason, now: int, retention: int
     ) -> None:
-        session.status = status
+        # `finish` in lib.lua: the status follows from the reason.
+        session.status, session.reason = reason.status, reason
         session.ended_at = now
         self._retired.append((now + retention, sid, now))
 
@@ -104,12 +116,14 @@ class MemoryStore:
         now = self._clock()
         current = self._sessions.get(session_id)
         if current is not None:
-            ticket = self._ticket(session_id, room, current.status, current.seq, now)
+            ticket = self._ticket(session_id, room, current, now)
             self._register(room, ticket, now)
             return ticket
         # Looked at, not made: a join turned away or left lazy writes nothing (join.lua).
         r = self._rooms.get(room) or RoomState()
         capacity, _, per_minute, mode = controls_of(r, policy)
+        if mode == Mode.CLOSED:
+            raise refusal(Refusal.ROOM_CLOSED, 0)
         tokens = bucket(r, now, per_minute)
         at_once = (
             mode in ADMITTING
@@ -121,7 +135,7 @@ class MemoryStore:
             if 0 < policy.max_waiting <= len(r.waiting):
                 raise refusal(Refusal.QUEUE_FULL, 0)
             if entry.lazy:
-                return self._ticket(session_id, room, Status.WAITING, None, now)
+                return self._ticket(session_id, room, None, now)
         if entry.client and policy.client_joins_per_minute > 0:
             limit = ClientLimit(policy.client_joins_per_minute, policy.client_join_burst)
             retry_ms = limit.take(r.clients, entry.client, now)
@@ -129,19 +143,21 @@ class MemoryStore:
                 raise refusal(Refusal.RATE_LIMITED, retry_ms)
         r = self._rooms.setdefault(room, r)
         r.seq += 1
+        session = SessionState(room, Status.WAITING, r.seq, user_id, now)
         if at_once:
-            status = Status.ACTIVE
+            session.status = Status.ACTIVE
             spend(r, now, tokens, 1)
             r.head = r.seq
-            lease = policy.claim_window_ms if entry.lazy else policy.idle_timeout_ms
+            # A lazy join's place is claimed by its first poll; any other from the start.
+            session.claimed = not entry.lazy
+            lease = policy.idle_timeout_ms if session.claimed else policy.claim_window_ms
             r.active.add(session_id, now + lease)
         else:
             # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
-            status = Status.WAITING
             r.waiting.add(session_id, now)
             r.joins.append(session_id)
-        self._sessions[session_id] = SessionState(room, status, r.seq, user_id, now)
-        ticket = self._ticket(session_id, room, status, r.seq, now)
+        self._sessions[session_id] = session
+        ticket = self._ticket(session_id, room, session, now)
         self._register(room, ticket, now)
         return ticket
 
@@ -157,24 +173,30 @@ class MemoryStore:
         if session is None:
             return None
         room = self._rooms.get(session.room) or RoomState()
+        ended = False
         if session.status is Status.WAITING:
             seen = room.waiting.scores.get(session_id)
-            if seen is not None and seen + policy.waiting_timeout_ms > now:
+            alive = seen is not None and seen + policy.waiting_timeout_ms > now
+            if alive and room.controls.get(Control.MODE) != Mode.CLOSED:
                 room.waiting.add(session_id, now)
             else:
                 room.waiting.remove(session_id)
-                self._finish(session_id, session, Status.EXPIRED, now, policy.retention_ms)
+                reason = EndReason.CLOSED if alive else EndReason.WAITING_TIMEOUT
+                self._finish(session_id, session, reason, now, policy.retention_ms)
+                ended = True
         elif session.status is Status.ACTIVE:
             lease = room.active.scores.get(session_id)
             if lease is not None and lease > now:
                 room.active.add(session_id, max(lease, now + policy.idle_timeout_ms))
+                session.claimed = True
             else:
                 room.active.remove(session_id)
-                self._finish(session_id, session, Status.EXPIRED, now, policy.retention_ms)
+                self._finish(session_id, session, timed_out(session), now, policy.retention_ms)
+                ended = True
         elif session.ended_at + policy.retention_ms <= now:
             del self._sessions[session_id]
             return None
-        return self._ticket(session_id, session.room, session.status, session.seq, now)
+        return self._ticket(session_id, session.room, session, now, ended)
 
     async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         now = self._clock()
@@ -190,19 +212,24 @@ class MemoryStore:
             del self._sessions[session_id]
             return False
         if session.status not in TERMINAL:
-            final = Status.EXPIRED if revoke else Status.LEFT
-            self._finish(session_id, session, final, now, policy.retention_ms)
+            reason = EndReason.REVOKED if revoke else EndReason.LEFT
+            self._finish(session_id, session, reason, now, policy.retention_ms)
         return True
 
-    def _reap(self, scored: ScoredSet, max_score: int, status: Status, now: int, ret: int) -> int:
-        count = 0
+    def _reap(
+        self, scored: ScoredSet, max_score: int, status: Status, now: int, ret: int
+    ) -> list[EndReason]:
+        """End the sessions of `scored` due by `max_score` (at most REAP_LIMIT) that are still
+        `status`; the reasons they ended for."""
+        ended = []
         for sid in scored.due(max_score, REAP_LIMIT):
             session = self._sessions.get(sid)
             if session is not None and session.status is status:
-                self._finish(sid, session, Status.EXPIRED, now, ret)
-                count += 1
+                reason = timed_out(session)
+                self._finish(sid, session, reason, now, ret)
+                ended.append(reason)
             scored.remove(sid)
-        return count
+        return ended
 
     def _forget_retired(self, now: int) -> None:
         # Reads hide retired sessions on time; this only reclaims their memory.
@@ -220,11 +247,12 @@ class MemoryStore:
             self._forget_retired(now)
             return GrantReport((), 0, 0, 0, 0)
         ret = policy.retention_ms
-        expired_active = self._reap(r.active, now, Status.ACTIVE, now, ret)
-        expired_waiting = self._reap(
-            r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret
+        lapsed = self._reap(r.active, now, Status.ACTIVE, now, ret)
+        expired_waiting = len(
+            self._reap(r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret)
         )
         granted: list[str] = []
+        closed = 0
         capacity, batch, per_minute, mode = controls_of(r, policy)
         want = min(capacity - len(r.active), batch)
         if mode not in ADMITTING:
@@ -234,9 +262,11 @@ class MemoryStore:
             tokens = bucket(r, now, per_minute)
             if tokens is not None:
                 want = min(want, tokens // 1000)
-        if want > 0 and r.waiting:
+        # How many waiters the walk may end its wait for: admitted, or sent away (closed).
+        quota = REAP_LIMIT if mode == Mode.CLOSED else want
+        if quota > 0 and r.waiting:
             head: int | None = None
-            for _ in range(min(want * SCAN_FACTOR, len(r.joins))):
+            for _ in range(min(quota * SCAN_FACTOR, len(r.joins))):
                 sid = r.joins.popleft()
                 session = self._sessions.get(sid)
                 if session is not None:
@@ -244,14 +274,18 @@ class MemoryStore:
                     if session.status is Status.WAITING:
                         seen = r.waiting.scores.get(sid)
                         r.waiting.remove(sid)
-                        if seen is not None and seen + policy.waiting_timeout_ms > now:
+                        if seen is None or seen + policy.waiting_timeout_ms <= now:
+                            self._finish(sid, session, EndReason.WAITING_TIMEOUT, now, ret)
+                            expired_waiting += 1
+                        elif mode == Mode.CLOSED:
+                            self._finish(sid, session, EndReason.CLOSED, now, ret)
+                            expired_waiting, closed = expired_waiting + 1, closed + 1
+                        else:
+                            # Not claimed yet: the first poll claims it.
                             session.status = Status.ACTIVE
                             r.active.add(sid, now + policy.claim_window_ms)
                             granted.append(sid)
-                        else:
-                            self._finish(sid, session, Status.EXPIRED, now, ret)
-                            expired_waiting += 1
-                if len(granted) >= want:
+                if len(granted) + closed >= quota:
                     break
             if head is not None:
                 r.head = head
@@ -264,8 +298,10 @@ class MemoryStore:
                 r.rate_since = r.rate_since or now
                 r.granted += len(granted)
         self._forget_retired(now)
+        unclaimed = lapsed.count(EndReason.CLAIM_TIMEOUT)
+        waiting, active = len(r.waiting), len(r.active)
         return GrantReport(
-            tuple(granted), expired_active, expired_waiting, len(r.waiting), len(r.active)
+            tuple(granted), len(lapsed), expired_waiting, waiting, active, unclaimed, closed
         )
 
     async def rooms(self) -> list[str]:

@@ -7,7 +7,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from gatekeeper.store.base import Control, Mode, RoomPolicy, Status
+from gatekeeper.store.base import Control, EndReason, Mode, RoomPolicy, Status
 
 ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
@@ -53,6 +53,18 @@ class SessionState:
     user_id: str
     joined_at: int
     ended_at: int = 0
+    claimed: bool = False
+    """Polled since its grant (Redis: the hash's `claimed` field): its lease is the idle
+    timeout, and it ends as idle_timeout rather than claim_timeout."""
+    reason: EndReason | None = None
+
+
+def timed_out(session: SessionState) -> EndReason:
+    """Why a session past its deadline ends (`lapsed` in lib.lua): a silent waiter, or a lease
+    that ran out before the place was claimed or after."""
+    if session.status is Status.WAITING:
+        return EndReason.WAITING_TIMEOUT
+    return EndReason.IDLE_TIMEOUT if session.claimed else EndReason.CLAIM_TIMEOUT
 
 
 @dataclass(slots=True)

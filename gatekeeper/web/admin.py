@@ -15,7 +15,7 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Control, Mode, Store
+from gatekeeper.store.base import Control, EndReason, Mode, Store
 from gatekeeper.web.json_body import read_object
 
 # JSON field → (store control field, bounds) of the live room settings.
@@ -31,6 +31,10 @@ _MODE_ACTIONS = {
     "resume": Mode.OPEN,
     "queue-all": Mode.QUEUE_ALL,
     "passthrough": Mode.PASSTHROUGH,
+    # Sold out: joins refused, waiters sent away; `reopen` is `resume` under the name that
+    # undoes a close (the mode is one field: any mode action replaces `closed`).
+    "close": Mode.CLOSED,
+    "reopen": Mode.OPEN,
 }
 _MAX_BODY = 4096
 _MODES = frozenset(m.value for m in Mode)
@@ -109,6 +113,7 @@ class AdminAPI:
             ):
                 return await send_error(send, 404, "not_found", "unknown session")
             self.metrics.leaves.labels(owner, "revoke").inc()
+            self.metrics.session_ended(owner, EndReason.REVOKED)
             await self._audit({"action": "revoke", "room": owner, "session": session_id, **actor})
             await send({"type": "http.response.start", "status": 204, "headers": []})
             return await send({"type": "http.response.body", "body": b""})

@@ -12,7 +12,7 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import QUEUE_FULL_RETRY_S, Entry, Queue, Status, Ticket
+from gatekeeper.store.base import QUEUE_FULL_RETRY_S, EndReason, Entry, Queue, Status, Ticket
 from gatekeeper.web.json_body import read_object
 
 log = logging.getLogger("gatekeeper.web.api")
@@ -23,7 +23,10 @@ RETRY_AFTER = (b"retry-after", b"2")
 _REFUSED = {
     Refusal.RATE_LIMITED: "too many joins from your network; try again after Retry-After",
     Refusal.QUEUE_FULL: "the line is full; try again after Retry-After",
+    Refusal.ROOM_CLOSED: "this waiting room is closed: no more places are available",
 }
+# A refusal's status code; a closed room is a final answer (no Retry-After), not an overload.
+_REFUSED_STATUS = {Refusal.RATE_LIMITED: 429, Refusal.QUEUE_FULL: 503, Refusal.ROOM_CLOSED: 409}
 
 
 def session_url(prefix: str, session_id: str) -> str:
@@ -114,6 +117,7 @@ class WaitingRoomAPI:
             ticket = await self.store.poll(session_id, self.rooms.policy(room))
         if ticket is None:
             return await send_error(send, 404, "not_found", "unknown session")
+        self.metrics.polled(ticket)
         await send_json(send, 200, self.body(ticket))
 
     async def _leave(self, session_id: str, send: Send) -> None:
@@ -121,6 +125,7 @@ class WaitingRoomAPI:
         if room is None or not await self.store.leave(session_id, self.rooms.policy(room)):
             return await send_error(send, 404, "not_found", "unknown session")
         self.metrics.leaves.labels(room, "api").inc()
+        self.metrics.session_ended(room, EndReason.LEFT)
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -140,9 +145,9 @@ def _parse_join(data: dict[str, Any]) -> tuple[str | None, str, str | None]:
 
 
 async def _refuse(send: Send, refused: JoinRefused) -> None:
-    status = 429 if refused.reason is Refusal.RATE_LIMITED else 503
-    retry = [(b"retry-after", str(refused.retry_after_s).encode())]
-    await send_error(send, status, refused.reason.value, _REFUSED[refused.reason], retry)
+    retry = [(b"retry-after", str(refused.retry_after_s).encode())] if refused.retry_after_s else []
+    why = refused.reason
+    await send_error(send, _REFUSED_STATUS[why], why.value, _REFUSED[why], retry)
 
 
 async def _not_allowed(send: Send, allow: bytes) -> None:

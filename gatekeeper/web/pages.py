@@ -20,6 +20,7 @@ __all__ = [
     "WAITING_PLACEHOLDERS",
     "UNAVAILABLE_PLACEHOLDERS",
     "NOTICE_PLACEHOLDERS",
+    "CLOSED_PLACEHOLDERS",
     "Notice",
     "ChallengeView",
     "describe_position",
@@ -59,6 +60,9 @@ UNAVAILABLE_PLACEHOLDERS = frozenset({"retry_after", "retry_after_text"})
 NOTICE_PLACEHOLDERS = frozenset({"title", "message", "retry_after", "retry_after_text"})
 """Every `${name}` the notice page (a newcomer turned away) may use."""
 
+CLOSED_PLACEHOLDERS = frozenset({"title", "message"})
+"""Every `${name}` the closed page may use: a final answer, it neither reloads nor polls."""
+
 
 class Notice(Enum):
     """Why a visitor is turned away: the page's title and message, the API's error code."""
@@ -77,6 +81,11 @@ class Notice(Enum):
         "queue_full",
         "The line is full",
         "So many people are waiting that the line cannot take anyone new right now.",
+    )
+    CLOSED = (
+        "room_closed",
+        "This sale has closed",
+        "All the places have gone, so the line is closed and nobody else can join it.",
     )
 
     def __init__(self, code: str, title: str, message: str) -> None:
@@ -295,6 +304,8 @@ class PageRenderer:
         self._waiting = _compile(waiting_text, WAITING_PLACEHOLDERS, waiting_origin)
         notice = _packaged_template("notice.html")
         self._notice = _compile(notice, NOTICE_PLACEHOLDERS, "notice.html")
+        closed = _packaged_template("closed.html")
+        self._closed = _compile(closed, CLOSED_PLACEHOLDERS, "closed.html")
         # Without a template of its own the "right back" page is the packaged notice.
         self._unavailable: _Compiled | None = None
         if unavailable_template_path is not None:
@@ -350,6 +361,12 @@ class PageRenderer:
             "retry_after_text": _after_text(seconds),
         }
         return _fill(self._notice, {k: escape(v, quote=True) for k, v in values.items()})
+
+    def render_closed(self) -> bytes:
+        """The page of a closed room (sold out): no refresh and no script, so a waiter's page
+        that reloaded into it stops polling."""
+        values = {"title": Notice.CLOSED.title, "message": Notice.CLOSED.message}
+        return _fill(self._closed, {k: escape(v, quote=True) for k, v in values.items()})
 
 
 def _after_text(seconds: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gatekeeper.config.settings import PollingSettings
 from gatekeeper.core.schedule import estimated_wait_seconds, poll_after_ms, status_body
-from gatekeeper.store.base import RoomPolicy, Status, Ticket
+from gatekeeper.store.base import EndReason, RoomPolicy, Status, Ticket
 
 POLLING = PollingSettings(min_ms=1000, max_ms=20_000)
 POLICY = RoomPolicy(10, 5, 300_000, 60_000, 300_000, 3_600_000)
@@ -44,4 +44,25 @@ def test_status_body_is_the_poll_api_object() -> None:
         "position": 199,
         "estimatedWaitSeconds": 40,
         "pollAfterMs": 10_000,
+    }
+
+
+def test_an_ended_session_s_body_tells_why_and_only_then() -> None:
+    for status in (Status.WAITING, Status.ACTIVE):
+        assert "reason" not in status_body(ticket(status), POLLING, POLICY, 50.0)
+    closed = Ticket("x", "default", Status.EXPIRED, 0, 0, 1, 0.0, EndReason.CLOSED)
+    body = status_body(closed, POLLING, POLICY, 50.0)
+    assert (body["status"], body["reason"]) == ("EXPIRED", "closed")
+    # A session that ended before reasons were kept (an older version) has none to tell.
+    assert status_body(ticket(Status.LEFT), POLLING, POLICY, 50.0)["reason"] is None
+
+
+def test_a_session_ends_as_left_only_when_it_left() -> None:
+    assert {r: r.status for r in EndReason} == {
+        EndReason.LEFT: Status.LEFT,
+        EndReason.WAITING_TIMEOUT: Status.EXPIRED,
+        EndReason.CLAIM_TIMEOUT: Status.EXPIRED,
+        EndReason.IDLE_TIMEOUT: Status.EXPIRED,
+        EndReason.REVOKED: Status.EXPIRED,
+        EndReason.CLOSED: Status.EXPIRED,
     }

@@ -59,6 +59,8 @@ class Origin:
             extra = [(b"location", b"/checkout/complete")]
         if path == "/signal-leave":
             extra = [(b"x-gatekeeper-command", b"leave")]
+        if path == "/signal-close":
+            extra = [(b"x-gatekeeper-command", b"close")]
         body = json.dumps({"path": path, "headers": headers}).encode()
         await send(
             {

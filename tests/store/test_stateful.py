@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 )
 
 from gatekeeper.config.settings import RedisSettings
+from gatekeeper.errors import JoinRefused
 from gatekeeper.ids import new_session_id, room_of
 from gatekeeper.store.base import RoomPolicy, Status, Ticket
 from gatekeeper.store.memory import MemoryStore
@@ -82,7 +83,8 @@ def comparable(ticket: Ticket | None | type[ValueError]) -> Any:
     if not isinstance(ticket, Ticket):
         return ticket
     return (ticket.session_id, ticket.room, ticket.status, ticket.ahead, ticket.waiting,
-            ticket.active, pytest.approx(ticket.grant_rate, rel=1e-6, abs=1e-9))  # fmt: skip
+            ticket.active, pytest.approx(ticket.grant_rate, rel=1e-6, abs=1e-9), ticket.reason,
+            ticket.ended)  # fmt: skip
 
 
 def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
@@ -111,25 +113,30 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             return mem, red
 
         def both_or_refused(self, method: str, *args: Any) -> tuple[Any, Any]:
-            """`both`, where a call that raises ValueError answers `ValueError`."""
-            answers = []
+            """`both`, where a call that raises ValueError answers `ValueError`, and a join
+            turned away its refusal (a closed room)."""
+            answers: list[Any] = []
             for store in (self.memory, self.redis):
                 try:
                     answers.append(self.loop.run_until_complete(getattr(store, method)(*args)))
                 except ValueError:
                     answers.append(ValueError)
+                except JoinRefused as refused:
+                    answers.append((refused.reason, refused.retry_after_s))
             return answers[0], answers[1]
 
         def all_counts(self) -> list[Any]:
             return [self.both("counts", room) for room in ROOMS]
 
         @rule(target=sessions, room=BIASED)
-        def join(self, room: str) -> str:
+        def join(self, room: str) -> Any:
             sid = new_session_id(room)
-            mem, red = self.both("join", room, sid, POLICY)
+            mem, red = self.both_or_refused("join", room, sid, POLICY)
             assert comparable(mem) == comparable(red)
+            if not isinstance(mem, Ticket):
+                return multiple()  # a closed room: nothing written
             self.joined[room].append(sid)
-            return sid
+            return multiple(sid)
 
         @rule(target=sessions, room=BIASED, sid=MALFORMED | FRESH)
         def join_odd(self, room: str, sid: str) -> Any:
@@ -140,6 +147,9 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
             if room_of(sid) != room:
                 assert mem is red is ValueError
                 assert self.all_counts() == before
+                return multiple()
+            if not isinstance(mem, Ticket):
+                assert self.all_counts() == before, "a refused join writes nothing"
                 return multiple()
             self.joined[room].append(sid)
             return multiple(sid)
@@ -179,7 +189,7 @@ def make_machine(redis_url: str) -> type[RuleBasedStateMachine]:
                 [("capacity", "1"), ("capacity", "3"), ("capacity", None), ("batch-size", "1"),
                  ("batch-size", None), ("per-minute", "12"), ("per-minute", "60"),
                  ("per-minute", None), ("mode", "paused"), ("mode", "queue-all"),
-                 ("mode", "passthrough"), ("mode", None)]
+                 ("mode", "passthrough"), ("mode", "closed"), ("mode", None)]
             ),
         )  # fmt: skip
         def control(self, room: str, change: tuple[str, str | None]) -> None:

@@ -10,7 +10,7 @@ import pytest
 from gatekeeper.app import Service, create_app
 from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import StoreError
-from gatekeeper.store.base import Store
+from gatekeeper.store.base import Control, Mode, Store
 from gatekeeper.store.memory import MemoryStore
 from tests.conftest import FakeClock
 
@@ -67,8 +67,28 @@ async def test_queue_flow_poll_and_leave(app: Service, client: httpx.AsyncClient
     assert r.status_code == 204
     assert (await client.post(f"{PREFIX}/sessions/{ids[0]}:leave")).status_code == 204
     await app.runtime.granter.tick()
-    statuses = [(await client.get(f"{PREFIX}/sessions/{sid}")).json()["status"] for sid in ids]
-    assert statuses == ["LEFT", "ACTIVE", "ACTIVE", "WAITING"]
+    bodies = [(await client.get(f"{PREFIX}/sessions/{sid}")).json() for sid in ids]
+    assert [b["status"] for b in bodies] == ["LEFT", "ACTIVE", "ACTIVE", "WAITING"]
+    assert [b.get("reason", "-") for b in bodies] == ["left", "-", "-", "-"]
+
+
+async def test_a_closed_room_refuses_joins_with_409_and_sends_waiters_away(
+    app: Service, client: httpx.AsyncClient
+):
+    ids = [(await join(client, eventId="E1")).json()["sessionId"] for _ in range(3)]
+    await app.runtime.store.set_controls("E1", {Control.MODE: Mode.CLOSED})
+    r = await join(client, eventId="E1")
+    assert r.status_code == 409 and "retry-after" not in r.headers
+    assert r.json()["error"]["code"] == "room_closed"
+    bodies = [(await client.get(f"{PREFIX}/sessions/{sid}")).json() for sid in ids]
+    assert [(b["status"], b.get("reason")) for b in bodies] == [
+        ("ACTIVE", None),
+        ("ACTIVE", None),
+        ("EXPIRED", "closed"),
+    ]
+    assert (await join(client, eventId="E2")).status_code == 202, "other rooms stay open"
+    await app.runtime.store.set_controls("E1", {Control.MODE: None})
+    assert (await join(client, eventId="E1")).json()["status"] == "WAITING"
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,10 @@
 """Property: no client input gets a 5xx from the JSON API or the operator API.
 
 Every route of both (join, poll, leave; admin rooms list/get/patch/pause/resume/queue-all/
-passthrough, settings get/patch, revoke, audit), unknown paths, health, under arbitrary methods,
-paths built from nasty segments, query strings, headers and bodies (deep JSON, huge numbers
-anywhere, lone surrogates, wrong types, random bytes, bad UTF-8). Each answer must be < 500 and,
-where the route answers JSON, JSON (the error shape on a 4xx).
+passthrough/close/reopen, settings get/patch, revoke, audit), unknown paths, health, under
+arbitrary methods, paths built from nasty segments, query strings, headers and bodies (deep JSON,
+huge numbers anywhere, lone surrogates, wrong types, random bytes, bad UTF-8). Each answer must
+be < 500 and, where the route answers JSON, JSON (the error shape on a 4xx).
 
 Two drivers: httpx.ASGITransport, what a real client can send; and the raw ASGI caller of
 tests/web/rig.py, what no client can send but an ASGI server might pass on (a lone surrogate in
@@ -60,7 +60,9 @@ NASTY = [
     "a" * 64, "a" * 65, "x" * 22 + ".E1", "x" * 22 + ".default", "x" * 22 + "." + "r" * 65,
     SID, SID + "x", "{sid}", "{tag}", "rooms", "sessions",
 ]  # fmt: skip
-ACTIONS = ["pause", "resume", "queue-all", "passthrough", "leave", "revoke", "", "PAUSE"]
+ACTIONS = [
+    "pause", "resume", "queue-all", "passthrough", "close", "reopen", "leave", "revoke", "", "PAUSE"
+]  # fmt: skip
 # Every route, with the method it serves ({0} {1}: segments, {2}: an action after a colon).
 ROUTES = [
     # the JSON API: join, poll, leave
@@ -126,7 +128,7 @@ auth_headers = st.sampled_from(
 FIELDS = ["eventId", "userId", "mode", "capacity", "batchSize", "newVisitorsPerMinute", "rateMs"]
 texts = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["E1", "default", "open", "paused", "queue-all", "passthrough"]),
+    st.sampled_from(["E1", "default", "open", "paused", "queue-all", "passthrough", "closed"]),
     st.builds(lambda a, s, b: a + s + b, st.text(max_size=4), LONE, st.text(max_size=4)),
 )
 scalars = st.one_of(

@@ -3,32 +3,37 @@
 --      (at most ARGV[8] of each per step, oldest first);
 --   2. walk the joins stream from the cursor in join order, activating live waiters while
 --      active < capacity, up to the batch size; skip entries of sessions that left or expired;
+--      in a closed room, end live waiters instead (reason closed), up to the reap limit;
 --   3. move the cursor past what was walked and trim the stream behind it.
 -- Work per step is bounded (reap limit, batch size x scan factor), whatever the queue length.
 -- Session hashes are addressed as ARGV[2] .. id: they are only known once the stream is read,
 -- and they carry the room's hash tag, so they live in the same cluster slot as KEYS.
 -- A waiter has no session hash (join.lua): the waiting zset, the waiting-seq hash and the stream
 -- hold its member; its hash is created here when it is granted (ACTIVE) or expired.
--- Nothing is admitted while the room is paused or queueing all; the new-visitors-per-minute
--- budget caps admissions too.
+-- Nothing is admitted while the room is paused, queueing all or closed; the
+-- new-visitors-per-minute budget caps admissions too. An expired lease ends as claim_timeout
+-- or idle_timeout (lapsed in lib.lua), a silent waiter as waiting_timeout.
 -- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash,
 --       6 room controls hash, 7 waiting-seq hash
 -- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
 --       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant,
 --       11 new visitors per minute, 12 room
--- Returns {granted ids, expired active, expired waiting, waiting, active}.
+-- Returns {granted ids, expired active, expired waiting, waiting, active, of the expired active
+-- those never claimed, of the expired waiting those of a closed room}.
 local now = clock(ARGV[1])
 local prefix, room = ARGV[2], ARGV[12]
 local capacity, batch, per_minute, mode = controls(KEYS[6], ARGV[3], ARGV[4], ARGV[11])
 local wait_ms, claim_ms, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local limit, scan, tau = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 
-local expired_active = 0
+local expired_active, unclaimed = 0, 0
 for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)) do
   local skey = prefix .. sid
-  if redis.call('HGET', skey, 'status') == 'ACTIVE' then
-    finish(skey, 'EXPIRED', now, retention)
+  local h = redis.call('HMGET', skey, 'status', 'claimed')
+  if h[1] == 'ACTIVE' then
+    finish(skey, lapsed(h[2]), now, retention)
     expired_active = expired_active + 1
+    if not h[2] then unclaimed = unclaimed + 1 end
   end
   redis.call('ZREM', KEYS[4], sid)
 end
@@ -38,13 +43,13 @@ local stale = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - wait_ms, 'LIMIT
 for _, member in ipairs(stale) do
   local seq = redis.call('HGET', KEYS[7], member)
   if seq then
-    retire(prefix .. session_of(member, room), 'EXPIRED', seq, room, now, retention)
+    retire(prefix .. session_of(member, room), 'waiting_timeout', seq, room, now, retention)
     expired_waiting = expired_waiting + 1
   end
   stop_waiting(KEYS[3], KEYS[7], member)
 end
 
-local granted = {}
+local granted, closed = {}, 0
 local want = math.min(capacity - redis.call('ZCARD', KEYS[4]), batch)
 if mode ~= 'open' and mode ~= 'passthrough' then want = 0 end
 local tokens = nil
@@ -52,8 +57,11 @@ if want > 0 then
   tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
   if tokens ~= nil then want = math.min(want, math.floor(tokens / 1000)) end
 end
-if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
-  local entries = after_cursor(KEYS[1], KEYS[2], want * scan)
+-- How many waiters the walk may end its wait for: admitted, or sent away from a closed room.
+local quota = want
+if mode == 'closed' then quota = limit end
+if quota > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
+  local entries = after_cursor(KEYS[1], KEYS[2], quota * scan)
   local last, head = nil, nil
   for _, entry in ipairs(entries) do
     local f = fields_of(entry)
@@ -65,15 +73,19 @@ if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
       if seq then
         local seen = redis.call('ZSCORE', KEYS[3], member)
         stop_waiting(KEYS[3], KEYS[7], member)
-        if seen and tonumber(seen) + wait_ms > now then
+        if not (seen and tonumber(seen) + wait_ms > now) then
+          retire(skey, 'waiting_timeout', seq, room, now, retention)
+          expired_waiting = expired_waiting + 1
+        elseif mode == 'closed' then
+          retire(skey, 'closed', seq, room, now, retention)
+          expired_waiting, closed = expired_waiting + 1, closed + 1
+        else
+          -- Not claimed yet (no `claimed` field): the first poll claims it (poll.lua).
           redis.call('HSET', skey, 'status', 'ACTIVE', 'seq', seq, 'eventId', room,
             'userId', f['userId'] or '', 'joinedAt', f['joinedAt'] or now, 'grantedAt', now)
           redis.call('ZADD', KEYS[4], now + claim_ms, sid)
           redis.call('PEXPIRE', skey, claim_ms + retention)
           granted[#granted + 1] = sid
-        else
-          retire(skey, 'EXPIRED', seq, room, now, retention)
-          expired_waiting = expired_waiting + 1
         end
       else
         -- One who left or expired while waiting: its terminal hash, if still kept, has the seq.
@@ -82,7 +94,7 @@ if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
       if seq then head = seq end
     end
     last = entry[1]
-    if #granted >= want then break end
+    if #granted + closed >= quota then break end
   end
   if last then
     redis.call('SET', KEYS[2], last)
@@ -100,4 +112,4 @@ if want > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
   end
 end
 return {granted, expired_active, expired_waiting,
-  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
+  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unclaimed, closed}

@@ -1,6 +1,7 @@
 -- join: create a session; ACTIVE at once when the room has a free place and nobody waits.
 -- Nobody is admitted at once while the room is paused or queueing all, or when the
--- new-visitors-per-minute budget is spent.
+-- new-visitors-per-minute budget is spent; nobody joins a closed room (refused as room_closed,
+-- no retry).
 -- Deviation from the design's data model, for memory (issue P5: <= 300 B per waiter): a WAITING
 -- session has no session hash. A waiter is its member in the waiting zset (score = last seen),
 -- its join sequence number in the room's waiting-seq hash (field = member) and its stream entry
@@ -16,7 +17,8 @@
 -- writes spends a token of its client's bucket (a hash per client and room that expires once
 -- full again), and is refused as rate_limited, with the milliseconds until a token, when none
 -- is left. A lazy join admitted at once holds its place for the claim window: its lease grows
--- to the idle timeout when the session is polled (the visitor came back with the cookie).
+-- to the idle timeout when the session is polled (the visitor came back with the cookie), which
+-- marks it `claimed` (poll.lua); any other join admitted at once is claimed from the start.
 -- KEYS: 1 session hash, 2 joins stream, 3 waiting zset (score = last seen),
 --       4 active zset (score = lease expiry), 5 room stats hash, 6 room controls hash,
 --       7 waiting-seq hash (member -> join sequence number), 8 the client's join bucket
@@ -28,9 +30,9 @@
 -- a retried join changes nothing.
 local now = clock(ARGV[1])
 local sid, member = ARGV[2], ARGV[10]
-local current = redis.call('HMGET', KEYS[1], 'status', 'seq')
+local current = redis.call('HMGET', KEYS[1], 'status', 'seq', 'reason')
 if current[1] then
-  return ticket(current[1], current[2], KEYS[3], KEYS[4], KEYS[5], now)
+  return ticket(current[1], current[2], KEYS[3], KEYS[4], KEYS[5], now, current[3])
 end
 local waiting_seq = redis.call('HGET', KEYS[7], member)
 if waiting_seq then
@@ -38,6 +40,9 @@ if waiting_seq then
 end
 
 local capacity, _, per_minute, mode = controls(KEYS[6], ARGV[5], 0, ARGV[9])
+if mode == 'closed' then
+  return {'REFUSED', 'room_closed', 0}
+end
 local tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
 local waiting = redis.call('ZCARD', KEYS[3])
 local at_once = (mode == 'open' or mode == 'passthrough') and (tokens == nil or tokens >= 1000)
@@ -74,6 +79,8 @@ if at_once then
   local lease = tonumber(ARGV[7])
   if ARGV[11] == '1' then
     lease = tonumber(ARGV[15])
+  else
+    redis.call('HSET', KEYS[1], 'claimed', 1)
   end
   redis.call('HSET', KEYS[1], 'status', status, 'seq', seq, 'eventId', ARGV[3],
     'userId', ARGV[4], 'joinedAt', now, 'grantedAt', now)

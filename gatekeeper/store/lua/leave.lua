@@ -1,8 +1,8 @@
 -- leave: release a session's place or queue entry. Idempotent: leaving twice changes nothing.
--- An operator's revoke is the same step ending in EXPIRED instead of LEFT.
+-- An operator's revoke is the same step with reason revoked (EXPIRED) instead of left (LEFT).
 -- A waiter has no session hash: it is found by its member in the waiting-seq hash (join.lua).
 -- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 waiting-seq hash
--- ARGV: 1 now ("" = TIME), 2 session id, 3 retention, 4 final status (LEFT or EXPIRED),
+-- ARGV: 1 now ("" = TIME), 2 session id, 3 retention, 4 end reason (left or revoked),
 --       5 member, 6 room
 -- Returns 1 when the session exists, 0 when it is unknown or retired.
 local now = clock(ARGV[1])

@@ -10,11 +10,21 @@ local function clock(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- A session reached LEFT or EXPIRED: keep it readable for the retention period, then let Redis
--- drop it. endedAt lets reads hide it on time even when a test clock runs ahead of Redis.
-local function finish(skey, status, now, retention)
-  redis.call('HSET', skey, 'status', status, 'endedAt', now)
+-- A session ended for `reason` (an `EndReason` value, store/base.py): LEFT when it left, else
+-- EXPIRED. Keep it readable for the retention period, then let Redis drop it. endedAt lets
+-- reads hide it on time even when a test clock runs ahead of Redis.
+local function finish(skey, reason, now, retention)
+  local status = 'EXPIRED'
+  if reason == 'left' then status = 'LEFT' end
+  redis.call('HSET', skey, 'status', status, 'reason', reason, 'endedAt', now)
   redis.call('PEXPIRE', skey, retention)
+end
+
+-- Why an admitted session whose lease ran out ends: its hash has `claimed` once it was polled
+-- after its grant (its lease then runs on the idle timeout), else the place was never claimed.
+local function lapsed(claimed)
+  if claimed then return 'idle_timeout' end
+  return 'claim_timeout'
 end
 
 -- A waiter has no session hash (see join.lua): it is its waiting-set member, its join sequence
@@ -27,9 +37,9 @@ end
 
 -- A waiter left or expired: its session hash is created now, terminal, with what is still known
 -- (the user id and join time were only in the stream entry) and kept for the retention period.
-local function retire(skey, status, seq, room, now, retention)
+local function retire(skey, reason, seq, room, now, retention)
   redis.call('HSET', skey, 'seq', seq, 'eventId', room)
-  finish(skey, status, now, retention)
+  finish(skey, reason, now, retention)
 end
 
 -- The session id a member names: a bare token stands for `<token>.<room>`; any other id is
@@ -58,10 +68,11 @@ local function fields_of(entry)
 end
 
 -- The reply shared by join and poll: status, ahead, waiting, active, rate sum, rate time,
--- rate start, now. `ahead` counts joins between the grant cursor and this session, capped by
--- the live waiting count (an upper-bound estimate; exact when nobody ahead left). A WAITING
--- ticket without a seq is not in line (a lazy join that wrote nothing): everyone is ahead.
-local function ticket(status, seq, k_waiting, k_active, k_stats, now)
+-- rate start, now, end reason ('' unless ended), ended (1 when this call ended the session).
+-- `ahead` counts joins between the grant cursor and this session, capped by the live waiting
+-- count (an upper-bound estimate; exact when nobody ahead left). A WAITING ticket without a
+-- seq is not in line (a lazy join that wrote nothing): everyone is ahead.
+local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, ended)
   local waiting = redis.call('ZCARD', k_waiting)
   local active = redis.call('ZCARD', k_active)
   local st = redis.call('HMGET', k_stats, 'head', 'rs', 'rat', 'rsince')
@@ -73,7 +84,10 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now)
     if ahead > waiting - 1 then ahead = waiting - 1 end
     if ahead < 0 then ahead = 0 end
   end
-  return {status, ahead, waiting, active, st[2] or '0', st[3] or '0', st[4] or '0', now}
+  local just = 0
+  if ended then just = 1 end
+  return {status, ahead, waiting, active, st[2] or '0', st[3] or '0', st[4] or '0', now,
+    reason or '', just}
 end
 
 -- Live room controls (set by operators, shared by every replica) override the configured

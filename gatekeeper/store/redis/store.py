@@ -25,6 +25,7 @@ from gatekeeper.store.base import (
     REAP_LIMIT,
     REGISTER_EVERY_MS,
     SCAN_FACTOR,
+    EndReason,
     Entry,
     GrantReport,
     RoomCounts,
@@ -151,8 +152,10 @@ class RedisStore:
 
     def _ticket(self, sid: str, room: str, reply: list[Any]) -> Ticket:
         status, ahead, waiting, active = reply[:4]
-        rate = _rate(reply[4:])
-        return Ticket(sid, room, Status(status), int(ahead), int(waiting), int(active), rate)
+        reason = EndReason(reply[8]) if reply[8] else None
+        ticket = Ticket(sid, room, Status(status), int(ahead), int(waiting), int(active),
+                        _rate(reply[4:8]), reason, int(reply[9]) == 1)  # fmt: skip
+        return ticket
 
     @_translated
     async def join(
@@ -222,7 +225,7 @@ class RedisStore:
         if room is None:
             return None
         k = self.keys(room)
-        keys = [k.session(session_id), k.waiting, k.active, k.stats, k.waiting_seq]
+        keys = [k.session(session_id), k.waiting, k.active, k.stats, k.waiting_seq, k.control]
         args: list[str | int] = [
             self._now(),
             session_id,
@@ -242,12 +245,12 @@ class RedisStore:
             return False
         k = self.keys(room)
         keys = [k.session(session_id), k.waiting, k.active, k.waiting_seq]
-        final = Status.EXPIRED if revoke else Status.LEFT
+        reason = EndReason.REVOKED if revoke else EndReason.LEFT
         args: list[str | int] = [
             self._now(),
             session_id,
             policy.retention_ms,
-            final.value,
+            reason.value,
             k.member(session_id),
             room,
         ]
@@ -272,11 +275,10 @@ class RedisStore:
             room,
         ]
         keys = [k.joins, k.cursor, k.waiting, k.active, k.stats, k.control, k.waiting_seq]
-        granted, expired_active, expired_waiting, waiting, active = await self._grant(
-            keys=keys, args=args
-        )
+        granted, *figures = await self._grant(keys=keys, args=args)
+        expired_active, expired_waiting, waiting, active, unclaimed, closed = map(int, figures)
         return GrantReport(
-            tuple(granted), int(expired_active), int(expired_waiting), int(waiting), int(active)
+            tuple(granted), expired_active, expired_waiting, waiting, active, unclaimed, closed
         )
 
     @_translated
