@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.nginx import MAX_OPENED, check_keepalive
 from bench.procs import BenchError, Procs
 from bench.report import Context, Row, ratio_row
 from bench.servers import (
@@ -38,10 +39,15 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
             targets.append(
                 Target("gate-off", url(off_port), (cookie,), cpu=procs.cpu_reader("gate-off"))
             )
+        kept = ""
         if "P2" in selected:
             nginx = start_nginx(procs, "nginx", origin)
             targets.append(Target("nginx", url(nginx), (cookie,)))
             targets.append(Target("origin", url(origin), (cookie,)))
+            # The peer at its best: nginx must reuse its upstream connections to the origin.
+            kept = check_keepalive(
+                "nginx → origin", targets[-2], origin, ctx.warmup, out / "keepalive-nginx.txt"
+            )
         before = decisions(gated)
         series = alternate(
             targets, seconds=ctx.seconds, rounds=ctx.rounds, warmup=ctx.warmup, save_dir=out
@@ -63,6 +69,10 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
         rows.append(
             ratio_row("P2", "nginx proxy / origin direct", series["nginx"].rps,
                       series["origin"].rps, None)
+        )  # fmt: skip
+        rows.append(
+            Row("P2", "nginx → origin connections opened (keep-alive check)", kept,
+                f"≤ {MAX_OPENED}", True)
         )  # fmt: skip
     return rows
 

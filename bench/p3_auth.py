@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from bench.nginx import MAX_OPENED, check_keepalive
 from bench.procs import BenchError, Procs
 from bench.report import Context, Row, ratio_row
 from bench.servers import (
@@ -38,8 +41,9 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
         cookie = admitted_cookie(auth)
         if get(auth, "/seats", cookie) != PAGE:
             raise BenchError("nginx auth_request: the admitted visitor did not reach the origin")
-        before = decisions(gate)
         header = f"Cookie: {cookie}"
+        kept = check_peers(ctx, out, auth, plain, header, origin, gate)
+        before = decisions(gate)
         series = alternate(
             [Target("nginx-auth", url(auth), (header,)), Target("nginx", url(plain), (header,))],
             seconds=ctx.seconds,
@@ -57,4 +61,26 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
     row = ratio_row("P3", "auth_request mode / plain nginx (admitted)", auth_rps, plain_rps, 0.80)
     total = series["nginx-auth"].requests
     note = Row("P3", "decisions gatekeeper made", f"{asked:.0f} for {total:,} requests (cached)")
-    return [row, note]
+    checks = [
+        Row("P3", f"{peer} connections opened (keep-alive check)", found, f"≤ {MAX_OPENED}", True)
+        for peer, found in kept.items()
+    ]
+    return [row, note, *checks]
+
+
+def check_peers(
+    ctx: Context, out: Path, auth: int, plain: int, header: str, origin: int, gate: int
+) -> dict[str, str]:
+    """Both nginx at their best: each reuses its connections to the origin, and the auth
+    config its connections to gatekeeper (driven through /checkout/complete, which proxies
+    every request to gatekeeper; not a done path here, so the visitor keeps the place)."""
+    checks = (
+        ("nginx-auth → origin", Target("nginx-auth", url(auth), (header,)), origin),
+        ("nginx → origin", Target("nginx", url(plain), (header,)), origin),
+        ("nginx-auth → gatekeeper",
+         Target("nginx-auth-gate", url(auth, "/checkout/complete"), (header,)), gate),
+    )  # fmt: skip
+    return {
+        peer: check_keepalive(peer, target, port, ctx.warmup, out / f"keepalive-{target.name}.txt")
+        for peer, target, port in checks
+    }

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,12 +38,11 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"{url} did not come up:\n{log.read_text()}")
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+def nginx_command(tmp_path: Path, ports: dict[str, int]) -> list[str]:
+    """The example config with these ports and paths, and the command running nginx on it."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         pytest.fail("nginx is missing: `apt-get install nginx-light` (make system-deps)")
-    ports = {name: free_port() for name in ("origin", "gate", "nginx")}
     conf = CONFIG.read_text()
     conf = conf.replace("127.0.0.1:9000", f"127.0.0.1:{ports['origin']}")
     conf = conf.replace("127.0.0.1:8080", f"127.0.0.1:{ports['gate']}")
@@ -48,6 +52,22 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         # Workers would drop to `nobody`, who cannot write under pytest's private temp dir.
         conf = "user root;\n" + conf
     (tmp_path / "nginx.conf").write_text(conf)
+    return [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"), "-g", "daemon off;"]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
+    ports = {name: free_port() for name in ("origin", "gate", "nginx")}
+    nginx = nginx_command(tmp_path, ports)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("WAITINGROOM_")},
         "BENCH_ORIGIN": "unused",
@@ -64,8 +84,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
                         "--port", str(ports["origin"]), "--log-level", "warning"]),
             ("gate", [sys.executable, "-m", "gatekeeper", "run", "--port", str(ports["gate"]),
                       "--origin", f"http://127.0.0.1:{ports['origin']}", "--log-level", "warning"]),
-            ("nginx", [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-                       "-g", "daemon off;"]),
+            ("nginx", nginx),
         ):  # fmt: skip
             log = tmp_path / f"{name}.log"
             out = log.open("wb")
@@ -75,12 +94,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     finally:
         for proc, out in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             out.close()  # type: ignore[attr-defined]
 
 
@@ -117,3 +131,113 @@ def test_nginx_queues_through_gatekeeper_and_caches_admission(stack: dict[str, s
         # The origin never sees the gatekeeper's cookie or a forged proof.
         r = c.get("/", headers={"x-gatekeeper-proof": "forged"})
         assert r.status_code == 200
+
+
+Answer = Callable[[str, str], tuple[int, dict[str, str], bytes]]
+
+
+class Upstream(ThreadingHTTPServer):
+    """An HTTP/1.1 stand-in for nginx's origin or gatekeeper: answers with `answer(path,
+    cookie)`, keeps a connection open unless asked to close it, and counts those it accepted."""
+
+    daemon_threads = True
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        self.answer = answer
+        self.accepted = 0
+        self.closes_asked = 0
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        accepted = super().get_request()
+        self.accepted += 1  # one accept at a time, on the serving thread
+        return accepted
+
+
+class _UpstreamHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the head and the body go out in two writes
+    server: Upstream
+
+    def do_GET(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.headers.get("connection", "").lower() == "close":
+            self.server.closes_asked += 1
+        status, headers, body = self.server.answer(self.path, self.headers.get("cookie", ""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_POST = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def origin_answer(path: str, cookie: str) -> tuple[int, dict[str, str], bytes]:
+    return 200, {"Content-Type": "text/html"}, b"<title>seat map</title>"
+
+
+def gate_answer(path: str, cookie: str) -> tuple[int, dict[str, str], bytes]:
+    if path == "/_gatekeeper/auth":
+        # As gatekeeper's decision: an empty 200 or 401. Expires 0: nginx asks every time.
+        admitted = "gk_session=ok" in cookie
+        return (200 if admitted else 401), {"X-Accel-Expires": "0"}, b""
+    return 200, {"Content-Type": "text/html"}, b"you are in line"
+
+
+@dataclass(frozen=True)
+class Counted:
+    nginx: str
+    origin: Upstream
+    gate: Upstream
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> Iterator[Counted]:
+    """nginx on the example config in front of an origin and a gatekeeper that count
+    the connections they accepted."""
+    origin, gate = Upstream(origin_answer), Upstream(gate_answer)
+    for server in (origin, gate):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = {"origin": origin.server_port, "gate": gate.server_port, "nginx": free_port()}
+    log = tmp_path / "nginx.log"
+    try:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(nginx_command(tmp_path, ports), stdout=out, stderr=out)
+            try:
+                wait_http(f"http://127.0.0.1:{ports['nginx']}/_gatekeeper/healthz", proc, log)
+                yield Counted(f"http://127.0.0.1:{ports['nginx']}", origin, gate)
+            finally:
+                stop(proc)
+    finally:
+        for server in (origin, gate):
+            server.shutdown()
+            server.server_close()
+
+
+def test_nginx_keeps_upstream_connections_alive(counted: Counted):
+    """Every proxying location of the example reuses its upstream connections (keepalive)
+    instead of sending `Connection: close` and opening one per request."""
+    origin, gate = counted.origin, counted.gate
+    origin.accepted = gate.accepted = 0
+    n = 200
+    with httpx.Client(base_url=counted.nginx) as client:
+        for _ in range(n):
+            # location / after location = /_gatekeeper/auth: a decision, then the origin.
+            r = client.get("/seats", headers={"cookie": "gk_session=ok"})
+            assert r.text == "<title>seat map</title>"
+            # A "no" from the decision goes to location @gate.
+            assert client.get("/").text == "you are in line"
+            # The done path, and gatekeeper's own pages and API.
+            assert client.post("/checkout/complete").status_code == 200
+            assert client.get("/_gatekeeper/healthz").status_code == 200
+            assert client.get("/api/waiting-room/status").status_code == 200
+    # One request at a time: one connection each would do; a few allow for a reconnect.
+    assert origin.accepted <= 4 and gate.accepted <= 4, (
+        f"nginx opened {origin.accepted} connections to the origin and {gate.accepted} "
+        f"to gatekeeper for {n} and {6 * n} requests (asked to close: origin "
+        f"{origin.closes_asked}, gatekeeper {gate.closes_asked})"
+    )
