@@ -98,6 +98,9 @@ class Entry:
 
     client: str = ""
     lazy: bool = False
+    rank: str = ""
+    """In an event's pre-queue: the session's rank key (`core.draw.rank_key`), which fixes its
+    place in the drawn order; "" = arrival order."""
 
 
 NO_ENTRY = Entry()
@@ -192,6 +195,24 @@ class Control(StrEnum):
     BATCH_SIZE = "batch-size"
     PER_MINUTE = "per-minute"
     MODE = "mode"
+
+
+class EventField(StrEnum):
+    """A room's on-sale event, kept as fields of its control hash (set through
+    `Operations.set_controls`, read by the scripts: `event_phase` in lib.lua). Instants are
+    epoch milliseconds."""
+
+    OPENS = "event-opens"
+    STARTS = "event-starts"
+    ENDS = "event-ends"
+    SHUFFLE = "event-shuffle"
+    """"1" when the pre-queue is drawn by rank key, "" for arrival order."""
+    SEED = "event-seed"
+    """The draw's seed (hex); secret until the draw."""
+    COMMITMENT = "event-commitment"
+    DRAWN = "event-drawn"
+    """When the pre-queue became the front of the line (set by the first grant step after the
+    start); from then on the seed is published."""
 
 
 class Queue(Protocol):

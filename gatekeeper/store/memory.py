@@ -5,19 +5,15 @@ mirrors its Lua script step by step. Every method runs without awaiting, which m
 under asyncio.
 
 Its layout is simpler than Redis's: every session is a `SessionState` here, while in Redis a
-WAITING session has no hash of its own (for memory, see join.lua) and is known by its entries in
-the room's waiting set, waiting-seq hash and stream; `SessionState.seq` of a waiter is that
-waiting-seq entry. What the two can answer is the same.
-
-The room list (`rooms()`) is a registry of rooms with their last registration time, like the
-Redis sorted set `<prefix>:rooms`, registered by joins on the same throttle (`_register`).
+WAITING session has no hash of its own (see join.lua); what the two can answer is the same. The
+room list (`rooms()`) is like the Redis sorted set `<prefix>:rooms` (`_register`).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections import deque
+from dataclasses import replace
 
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.errors import Refusal
@@ -25,7 +21,6 @@ from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
     AUDIT_LIMIT,
     NO_ENTRY,
-    RATE_TAU_MS,
     REAP_LIMIT,
     REGISTER_EVERY_MS,
     SCAN_FACTOR,
@@ -33,6 +28,7 @@ from gatekeeper.store.base import (
     Control,
     EndReason,
     Entry,
+    EventField,
     GrantReport,
     Mode,
     RoomCounts,
@@ -49,8 +45,11 @@ from gatekeeper.store.memory_state import (
     RoomState,
     ScoredSet,
     SessionState,
+    Walk,
     bucket,
     controls_of,
+    event_phase,
+    record_grants,
     spend,
     timed_out,
 )
@@ -122,14 +121,17 @@ class MemoryStore:
         # Looked at, not made: a join turned away or left lazy writes nothing (join.lua).
         r = self._rooms.get(room) or RoomState()
         capacity, _, per_minute, mode = controls_of(r, policy)
-        if mode == Mode.CLOSED:
+        phase, _ = event_phase(r.controls, now)
+        if mode == Mode.CLOSED or phase == "closed":
             raise refusal(Refusal.ROOM_CLOSED, 0)
+        prequeue = phase == "prequeue"
         tokens = bucket(r, now, per_minute)
         at_once = (
             mode in ADMITTING
             and (tokens is None or tokens >= 1000)
             and not r.waiting
             and len(r.active) < capacity
+            and not prequeue
         )
         if not at_once:
             if 0 < policy.max_waiting <= len(r.waiting):
@@ -152,6 +154,10 @@ class MemoryStore:
             session.claimed = not entry.lazy
             lease = policy.idle_timeout_ms if session.claimed else policy.claim_window_ms
             r.active.add(session_id, now + lease)
+        elif prequeue:
+            # Not in the joins stream: in the pre-queue, by rank key (or arrival order).
+            r.waiting.add(session_id, now)
+            r.prequeue.add(session_id, entry.rank or f"{r.seq:020d}")
         else:
             # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
             r.waiting.add(session_id, now)
@@ -177,10 +183,15 @@ class MemoryStore:
         if session.status is Status.WAITING:
             seen = room.waiting.scores.get(session_id)
             alive = seen is not None and seen + policy.waiting_timeout_ms > now
-            if alive and room.controls.get(Control.MODE) != Mode.CLOSED:
+            closed = room.controls.get(Control.MODE) == Mode.CLOSED
+            if alive and not (closed or event_phase(room.controls, now)[0] == "closed"):
                 room.waiting.add(session_id, now)
+                rank = room.prequeue.rank(session_id)
+                if rank is not None:
+                    return replace(self._ticket(session_id, session.room, session, now), ahead=rank)
             else:
                 room.waiting.remove(session_id)
+                room.prequeue.remove(session_id)
                 reason = EndReason.CLOSED if alive else EndReason.WAITING_TIMEOUT
                 self._finish(session_id, session, reason, now, policy.retention_ms)
                 ended = True
@@ -206,6 +217,7 @@ class MemoryStore:
         room = self._rooms.get(session.room) or RoomState()
         if session.status is Status.WAITING:
             room.waiting.remove(session_id)
+            room.prequeue.remove(session_id)
         elif session.status is Status.ACTIVE:
             room.active.remove(session_id)
         elif session.ended_at + policy.retention_ms <= now:
@@ -228,6 +240,8 @@ class MemoryStore:
                 reason = timed_out(session)
                 self._finish(sid, session, reason, now, ret)
                 ended.append(reason)
+                if status is Status.WAITING:
+                    self._rooms[session.room].prequeue.remove(sid)
             scored.remove(sid)
         return ended
 
@@ -239,6 +253,27 @@ class MemoryStore:
             if session is not None and session.status in TERMINAL and session.ended_at == ended_at:
                 del self._sessions[sid]
 
+    def _settle(self, r: RoomState, sid: str, walk: Walk) -> None:
+        """End one waiter's wait (`settle` in grant.lua): admitted, or expired."""
+        session = self._sessions.get(sid)
+        if session is None or session.status is not Status.WAITING:
+            return
+        seen = r.waiting.scores.get(sid)
+        r.waiting.remove(sid)
+        ret = walk.policy.retention_ms
+        if seen is None or seen + walk.policy.waiting_timeout_ms <= walk.now:
+            self._finish(sid, session, EndReason.WAITING_TIMEOUT, walk.now, ret)
+            walk.expired += 1
+        elif walk.closing:
+            self._finish(sid, session, EndReason.CLOSED, walk.now, ret)
+            walk.expired += 1
+            walk.closed += 1
+        else:
+            # Not claimed yet: the first poll claims it.
+            session.status = Status.ACTIVE
+            r.active.add(sid, walk.now + walk.policy.claim_window_ms)
+            walk.granted.append(sid)
+
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
         now = self._clock()
         r = self._rooms.get(room)
@@ -246,57 +281,52 @@ class MemoryStore:
             # Nobody ever joined (or the room was forgotten): nothing to do, no state made.
             self._forget_retired(now)
             return GrantReport((), 0, 0, 0, 0)
-        ret = policy.retention_ms
+        walk, ret = Walk(policy, now), policy.retention_ms
         lapsed = self._reap(r.active, now, Status.ACTIVE, now, ret)
-        expired_waiting = len(
-            self._reap(r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret)
-        )
-        granted: list[str] = []
-        closed = 0
+        stale = self._reap(r.waiting, now - policy.waiting_timeout_ms, Status.WAITING, now, ret)
         capacity, batch, per_minute, mode = controls_of(r, policy)
+        phase, drawn = event_phase(r.controls, now)
+        if phase == "closed":
+            mode = Mode.CLOSED
+        if phase == "open" and not drawn:
+            r.controls[EventField.DRAWN] = str(now)  # the draw (grant.lua)
         want = min(capacity - len(r.active), batch)
-        if mode not in ADMITTING:
+        if mode not in ADMITTING or phase == "prequeue":
             want = 0
         tokens = None
         if want > 0:
             tokens = bucket(r, now, per_minute)
             if tokens is not None:
                 want = min(want, tokens // 1000)
+        walk.closing = mode == Mode.CLOSED
         # How many waiters the walk may end its wait for: admitted, or sent away (closed).
-        quota = REAP_LIMIT if mode == Mode.CLOSED else want
-        if quota > 0 and r.waiting:
+        walk.quota = REAP_LIMIT if walk.closing else want
+        walked = False
+        if walk.quota > 0 and r.prequeue and phase not in ("prequeue", "before"):
+            # The pre-queue first, in drawn order; the stream only once it is empty.
+            walked = True
+            for _ in range(min(walk.quota * SCAN_FACTOR, len(r.prequeue))):
+                self._settle(r, r.prequeue.pop(1)[0], walk)
+                if walk.done:
+                    break
+        if not walk.done and not r.prequeue and r.waiting:
+            walked = True
             head: int | None = None
-            for _ in range(min(quota * SCAN_FACTOR, len(r.joins))):
+            for _ in range(min(walk.left * SCAN_FACTOR, len(r.joins))):
                 sid = r.joins.popleft()
                 session = self._sessions.get(sid)
                 if session is not None:
                     head = session.seq
-                    if session.status is Status.WAITING:
-                        seen = r.waiting.scores.get(sid)
-                        r.waiting.remove(sid)
-                        if seen is None or seen + policy.waiting_timeout_ms <= now:
-                            self._finish(sid, session, EndReason.WAITING_TIMEOUT, now, ret)
-                            expired_waiting += 1
-                        elif mode == Mode.CLOSED:
-                            self._finish(sid, session, EndReason.CLOSED, now, ret)
-                            expired_waiting, closed = expired_waiting + 1, closed + 1
-                        else:
-                            # Not claimed yet: the first poll claims it.
-                            session.status = Status.ACTIVE
-                            r.active.add(sid, now + policy.claim_window_ms)
-                            granted.append(sid)
-                if len(granted) + closed >= quota:
+                    self._settle(r, sid, walk)
+                if walk.done:
                     break
             if head is not None:
                 r.head = head
+        granted, closed = walk.granted, walk.closed
+        expired_waiting = len(stale) + walk.expired
+        if walked:
             spend(r, now, tokens, len(granted))
-            if granted:
-                decayed = (
-                    r.rate_sum * math.exp(-(now - r.rate_at) / RATE_TAU_MS) if r.rate_at else 0.0
-                )
-                r.rate_sum, r.rate_at = decayed + len(granted), now
-                r.rate_since = r.rate_since or now
-                r.granted += len(granted)
+            record_grants(r, now, len(granted))
         self._forget_retired(now)
         unclaimed = lapsed.count(EndReason.CLAIM_TIMEOUT)
         waiting, active = len(r.waiting), len(r.active)

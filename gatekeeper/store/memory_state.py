@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from gatekeeper.store.base import Control, EndReason, Mode, RoomPolicy, Status
+from gatekeeper.store.base import (
+    RATE_TAU_MS,
+    Control,
+    EndReason,
+    EventField,
+    Mode,
+    RoomPolicy,
+    Status,
+)
 
 ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
@@ -45,6 +54,65 @@ class ScoredSet:
         return [member for _, member in found]
 
 
+class Prequeue:
+    """The pre-queue of an event, ordered by key (`<rank key>:<sid>`) like Redis's zset whose
+    scores are all 0: `rank` is ZRANK, `pop` takes from the front."""
+
+    def __init__(self) -> None:
+        self._keys: list[str] = []
+        self._head = 0  # keys before it were popped (compacted once they are half the list)
+        self.rank_of: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys) - self._head
+
+    def add(self, sid: str, rank: str) -> None:
+        bisect.insort(self._keys, f"{rank}:{sid}", lo=self._head)
+        self.rank_of[sid] = rank
+
+    def rank(self, sid: str) -> int | None:
+        rank = self.rank_of.get(sid)
+        if rank is None:
+            return None
+        return bisect.bisect_left(self._keys, f"{rank}:{sid}", lo=self._head) - self._head
+
+    def remove(self, sid: str) -> None:
+        rank = self.rank_of.pop(sid, None)
+        if rank is not None:
+            key = f"{rank}:{sid}"
+            i = bisect.bisect_left(self._keys, key, lo=self._head)
+            if i < len(self._keys) and self._keys[i] == key:
+                del self._keys[i]
+
+    def pop(self, n: int) -> list[str]:
+        """The first `n` sessions in order, taken off the pre-queue."""
+        taken = self._keys[self._head : self._head + n]
+        self._head += len(taken)
+        if self._head > len(self._keys) // 2:
+            del self._keys[: self._head]
+            self._head = 0
+        sids = [key.partition(":")[2] for key in taken]
+        for sid in sids:
+            del self.rank_of[sid]
+        return sids
+
+
+def event_phase(controls: dict[str, str], now: int) -> tuple[str, bool]:
+    """A room's on-sale phase at `now` and whether it is drawn: `event_phase` in lib.lua."""
+    starts = controls.get(EventField.STARTS)
+    if starts is None:
+        return "", False
+    drawn = EventField.DRAWN in controls
+    ends = controls.get(EventField.ENDS)
+    if ends is not None and now >= int(ends):
+        return "closed", drawn
+    if now >= int(starts):
+        return "open", drawn
+    if now >= int(controls.get(EventField.OPENS, starts)):
+        return "prequeue", drawn
+    return "before", drawn
+
+
 @dataclass(slots=True)
 class SessionState:
     room: str
@@ -78,6 +146,7 @@ class RoomState:
     tokens: int | None = None
     tokens_at: int | None = None
     controls: dict[str, str] = field(default_factory=dict)
+    prequeue: Prequeue = field(default_factory=Prequeue)
     clients: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Join buckets per client: milli-tokens and when they were counted (see ClientLimit)."""
     joins: deque[str] = field(default_factory=deque)
@@ -145,3 +214,33 @@ class ClientLimit:
                 del buckets[done]
         buckets[client] = (tokens - 1000, now)
         return 0
+
+
+@dataclass(slots=True)
+class Walk:
+    """One grant step's walk over waiters: what it may do and what it did."""
+
+    policy: RoomPolicy
+    now: int
+    quota: int = 0
+    closing: bool = False
+    granted: list[str] = field(default_factory=list)
+    closed: int = 0
+    expired: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.quota - len(self.granted) - self.closed
+
+    @property
+    def done(self) -> bool:
+        return self.left <= 0
+
+
+def record_grants(r: RoomState, now: int, n: int) -> None:
+    """Add `n` grants to the room's decaying grant-rate sum (see grant.lua)."""
+    if n:
+        decayed = r.rate_sum * math.exp(-(now - r.rate_at) / RATE_TAU_MS) if r.rate_at else 0.0
+        r.rate_sum, r.rate_at = decayed + n, now
+        r.rate_since = r.rate_since or now
+        r.granted += n

@@ -14,7 +14,9 @@
 -- new-visitors-per-minute budget caps admissions too. An expired lease ends as claim_timeout
 -- or idle_timeout (lapsed in lib.lua), a silent waiter as waiting_timeout.
 -- KEYS: 1 joins stream, 2 cursor string, 3 waiting zset, 4 active zset, 5 room stats hash,
---       6 room controls hash, 7 waiting-seq hash
+--       6 room controls hash, 7 waiting-seq hash, 8 pre-queue zset, 9 pre-queue rank hash
+-- With an on-sale event (event_phase in lib.lua): nobody is admitted during the pre-queue; the
+-- first step from the start marks the pre-queue drawn; then the pre-queue is admitted first.
 -- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
 --       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant,
 --       11 new visitors per minute, 12 room
@@ -47,11 +49,19 @@ for _, member in ipairs(stale) do
     expired_waiting = expired_waiting + 1
   end
   stop_waiting(KEYS[3], KEYS[7], member)
+  leave_prequeue(KEYS[8], KEYS[9], member)
 end
 
 local granted, closed = {}, 0
+local phase, drawn = event_phase(KEYS[6], now)
+if phase == 'closed' then mode = 'closed' end
+if phase == 'open' and not drawn then
+  -- The draw: the pre-queue's order was fixed as it filled (its zset is ordered by rank key);
+  -- from now on it is the front of the line and the seed may be published (core/draw.py).
+  redis.call('HSET', KEYS[6], 'event-drawn', now)
+end
 local want = math.min(capacity - redis.call('ZCARD', KEYS[4]), batch)
-if mode ~= 'open' and mode ~= 'passthrough' then want = 0 end
+if (mode ~= 'open' and mode ~= 'passthrough') or phase == 'prequeue' then want = 0 end
 local tokens = nil
 if want > 0 then
   tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
@@ -60,36 +70,59 @@ end
 -- How many waiters the walk may end its wait for: admitted, or sent away from a closed room.
 local quota = want
 if mode == 'closed' then quota = limit end
-if quota > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
-  local entries = after_cursor(KEYS[1], KEYS[2], quota * scan)
+
+-- End one waiter's wait: admitted, or expired (silent too long, or the room closed). Returns
+-- its seq, nil when it was no longer waiting.
+local function settle(member, f)
+  local sid = session_of(member, room)
+  local skey = prefix .. sid
+  local seq = redis.call('HGET', KEYS[7], member)
+  if not seq then return nil end
+  local seen = redis.call('ZSCORE', KEYS[3], member)
+  stop_waiting(KEYS[3], KEYS[7], member)
+  if not (seen and tonumber(seen) + wait_ms > now) then
+    retire(skey, 'waiting_timeout', seq, room, now, retention)
+    expired_waiting = expired_waiting + 1
+  elseif mode == 'closed' then
+    retire(skey, 'closed', seq, room, now, retention)
+    expired_waiting, closed = expired_waiting + 1, closed + 1
+  else
+    -- Not claimed yet (no `claimed` field): the first poll claims it (poll.lua).
+    redis.call('HSET', skey, 'status', 'ACTIVE', 'seq', seq, 'eventId', room,
+      'userId', f['userId'] or '', 'joinedAt', f['joinedAt'] or now, 'grantedAt', now)
+    redis.call('ZADD', KEYS[4], now + claim_ms, sid)
+    redis.call('PEXPIRE', skey, claim_ms + retention)
+    granted[#granted + 1] = sid
+  end
+  return seq
+end
+
+-- The pre-queue goes first, in drawn order (its zset's order), once the event has started;
+-- the joins stream is walked only when it is empty, so every later arrival comes after it.
+local prequeued, walked = redis.call('ZCARD', KEYS[8]), false
+if quota > 0 and prequeued > 0 and phase ~= 'prequeue' and phase ~= 'before' then
+  walked = true
+  for _, item in ipairs(redis.call('ZRANGE', KEYS[8], 0, quota * scan - 1)) do
+    local member = string.sub(item, string.find(item, ':', 1, true) + 1)
+    redis.call('ZREM', KEYS[8], item)
+    redis.call('HDEL', KEYS[9], member)
+    settle(member, {})
+    if #granted + closed >= quota then break end
+  end
+  prequeued = redis.call('ZCARD', KEYS[8])
+end
+if quota > #granted + closed and prequeued == 0 and redis.call('ZCARD', KEYS[3]) > 0 then
+  walked = true
+  local entries = after_cursor(KEYS[1], KEYS[2], (quota - #granted - closed) * scan)
   local last, head = nil, nil
   for _, entry in ipairs(entries) do
     local f = fields_of(entry)
     local member = f['sessionId']
     if member then
-      local sid = session_of(member, room)
-      local skey = prefix .. sid
-      local seq = redis.call('HGET', KEYS[7], member)
-      if seq then
-        local seen = redis.call('ZSCORE', KEYS[3], member)
-        stop_waiting(KEYS[3], KEYS[7], member)
-        if not (seen and tonumber(seen) + wait_ms > now) then
-          retire(skey, 'waiting_timeout', seq, room, now, retention)
-          expired_waiting = expired_waiting + 1
-        elseif mode == 'closed' then
-          retire(skey, 'closed', seq, room, now, retention)
-          expired_waiting, closed = expired_waiting + 1, closed + 1
-        else
-          -- Not claimed yet (no `claimed` field): the first poll claims it (poll.lua).
-          redis.call('HSET', skey, 'status', 'ACTIVE', 'seq', seq, 'eventId', room,
-            'userId', f['userId'] or '', 'joinedAt', f['joinedAt'] or now, 'grantedAt', now)
-          redis.call('ZADD', KEYS[4], now + claim_ms, sid)
-          redis.call('PEXPIRE', skey, claim_ms + retention)
-          granted[#granted + 1] = sid
-        end
-      else
+      local seq = settle(member, f)
+      if not seq then
         -- One who left or expired while waiting: its terminal hash, if still kept, has the seq.
-        seq = redis.call('HGET', skey, 'seq')
+        seq = redis.call('HGET', prefix .. session_of(member, room), 'seq')
       end
       if seq then head = seq end
     end
@@ -101,6 +134,8 @@ if quota > 0 and redis.call('ZCARD', KEYS[3]) > 0 then
     redis.call('XTRIM', KEYS[1], 'MINID', last)
   end
   if head then redis.call('HSET', KEYS[5], 'head', head) end
+end
+if walked then
   spend(KEYS[5], now, tokens, #granted)
   if #granted > 0 then
     -- Decaying sum of grants (time constant tau): the ETA's grant rate, see store/base.py.

@@ -21,11 +21,16 @@
 -- marks it `claimed` (poll.lua); any other join admitted at once is claimed from the start.
 -- KEYS: 1 session hash, 2 joins stream, 3 waiting zset (score = last seen),
 --       4 active zset (score = lease expiry), 5 room stats hash, 6 room controls hash,
---       7 waiting-seq hash (member -> join sequence number), 8 the client's join bucket
+--       7 waiting-seq hash (member -> join sequence number), 8 the client's join bucket,
+--       9 pre-queue zset, 10 pre-queue rank hash (see leave_prequeue in lib.lua)
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 room, 4 user id, 5 capacity,
 --       6 waiting timeout, 7 idle timeout, 8 retention, 9 new visitors per minute, 10 member,
 --       11 lazy ("1" or ""), 12 max waiting (0 = no cap), 13 client joins per minute
---       (0 = no limit), 14 client join burst, 15 claim window
+--       (0 = no limit), 14 client join burst, 15 claim window, 16 rank key in the pre-queue
+--       (the hex HMAC of the session id under the event's seed; "" = arrival order)
+-- During an event's pre-queue phase nobody is admitted at once and a join goes to the pre-queue,
+-- not the joins stream: the grant step admits the pre-queue first, in drawn order, once the
+-- event starts (grant.lua). From the event's end the room is closed.
 -- Returns the ticket (see lib.lua), or {'REFUSED', reason, retry ms}. Idempotent by session id:
 -- a retried join changes nothing.
 local now = clock(ARGV[1])
@@ -40,13 +45,15 @@ if waiting_seq then
 end
 
 local capacity, _, per_minute, mode = controls(KEYS[6], ARGV[5], 0, ARGV[9])
-if mode == 'closed' then
+local phase = event_phase(KEYS[6], now)
+if mode == 'closed' or phase == 'closed' then
   return {'REFUSED', 'room_closed', 0}
 end
+local prequeue = phase == 'prequeue'
 local tokens = bucket(KEYS[5], now, per_minute, room_burst(per_minute))
 local waiting = redis.call('ZCARD', KEYS[3])
 local at_once = (mode == 'open' or mode == 'passthrough') and (tokens == nil or tokens >= 1000)
-  and waiting == 0 and redis.call('ZCARD', KEYS[4]) < capacity
+  and waiting == 0 and redis.call('ZCARD', KEYS[4]) < capacity and not prequeue
 if not at_once then
   local max_waiting = tonumber(ARGV[12])
   if max_waiting > 0 and waiting >= max_waiting then
@@ -86,6 +93,13 @@ if at_once then
     'userId', ARGV[4], 'joinedAt', now, 'grantedAt', now)
   redis.call('ZADD', KEYS[4], now + lease, sid)
   redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[8]))
+elseif prequeue then
+  redis.call('ZADD', KEYS[3], now, member)
+  redis.call('HSET', KEYS[7], member, seq)
+  local rank = ARGV[16]
+  if rank == '' then rank = string.format('%020d', seq) end
+  redis.call('ZADD', KEYS[9], 0, rank .. ':' .. member)
+  redis.call('HSET', KEYS[10], member, rank)
 else
   redis.call('ZADD', KEYS[3], now, member)
   redis.call('HSET', KEYS[7], member, seq)

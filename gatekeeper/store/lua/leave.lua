@@ -1,7 +1,8 @@
 -- leave: release a session's place or queue entry. Idempotent: leaving twice changes nothing.
 -- An operator's revoke is the same step with reason revoked (EXPIRED) instead of left (LEFT).
 -- A waiter has no session hash: it is found by its member in the waiting-seq hash (join.lua).
--- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 waiting-seq hash
+-- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 waiting-seq hash, 5 pre-queue zset,
+--       6 pre-queue rank hash
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 retention, 4 end reason (left or revoked),
 --       5 member, 6 room
 -- Returns 1 when the session exists, 0 when it is unknown or retired.
@@ -16,6 +17,7 @@ if not status then
     return 0
   end
   stop_waiting(KEYS[2], KEYS[4], member)
+  leave_prequeue(KEYS[5], KEYS[6], member)
   retire(KEYS[1], ARGV[4], seq, ARGV[6], now, retention)
 elseif status == 'ACTIVE' then
   redis.call('ZREM', KEYS[3], sid)

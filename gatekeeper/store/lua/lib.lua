@@ -90,6 +90,31 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, en
     reason or '', just}
 end
 
+-- A room's on-sale event lives in its control hash (fields: EventField in store/base.py). The
+-- phase at `now` ('' without an event, 'before', 'prequeue', 'open' or 'closed') and when the
+-- pre-queue was drawn (nil until then); see gatekeeper/core/events.py.
+local function event_phase(k_control, now)
+  local e = redis.call('HMGET', k_control, 'event-opens', 'event-starts', 'event-ends',
+    'event-drawn')
+  local opens, starts, ends = tonumber(e[1]), tonumber(e[2]), tonumber(e[3])
+  if not starts then return '', e[4] end
+  if ends and now >= ends then return 'closed', e[4] end
+  if now >= starts then return 'open', e[4] end
+  if now >= (opens or starts) then return 'prequeue', e[4] end
+  return 'before', e[4]
+end
+
+-- The pre-queue: a zset whose scores are all 0, so that it is ordered by member, and a member
+-- is `<rank key>:<waiter member>`: drawn order is the documented rule (hex rank key ascending);
+-- the hash beside it maps a waiter's member to its rank key.
+local function leave_prequeue(k_prequeue, k_rank, member)
+  local rank = redis.call('HGET', k_rank, member)
+  if rank then
+    redis.call('ZREM', k_prequeue, rank .. ':' .. member)
+    redis.call('HDEL', k_rank, member)
+  end
+end
+
 -- Live room controls (set by operators, shared by every replica) override the configured
 -- numbers passed in ARGV. Returns capacity, batch size, new visitors per minute, mode. The
 -- field names are the values of `Control` (store/base.py), in its order.

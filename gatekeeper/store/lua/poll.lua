@@ -6,7 +6,8 @@
 -- ran since. Admitted visitors keep renewing in a closed room.
 -- A waiter has no session hash: it is found by its member in the waiting-seq hash (join.lua).
 -- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 room stats hash, 5 waiting-seq hash,
---       6 room controls hash
+--       6 room controls hash, 7 pre-queue zset, 8 pre-queue rank hash
+-- A waiter in the pre-queue is `ahead` of as many as its rank in it (drawn order).
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 waiting timeout, 4 idle timeout, 5 retention,
 --       6 member, 7 room
 -- Returns the ticket (see lib.lua), or nil for an unknown or retired session.
@@ -23,12 +24,21 @@ if not status then
   status = 'WAITING'
   local seen = redis.call('ZSCORE', KEYS[2], member)
   local alive = seen and tonumber(seen) + wait_ms > now
-  if alive and redis.call('HGET', KEYS[6], 'mode') ~= 'closed' then
+  local closed = redis.call('HGET', KEYS[6], 'mode') == 'closed'
+    or event_phase(KEYS[6], now) == 'closed'
+  if alive and not closed then
     redis.call('ZADD', KEYS[2], 'XX', now, member)
+    local rank = redis.call('HGET', KEYS[8], member)
+    if rank then
+      local t = ticket(status, seq, KEYS[2], KEYS[3], KEYS[4], now, reason, ended)
+      t[2] = redis.call('ZRANK', KEYS[7], rank .. ':' .. member) or t[2]
+      return t
+    end
   else
     reason = 'waiting_timeout'
     if alive then reason = 'closed' end
     stop_waiting(KEYS[2], KEYS[5], member)
+    leave_prequeue(KEYS[7], KEYS[8], member)
     retire(KEYS[1], reason, seq, ARGV[7], now, retention)
     status, ended = 'EXPIRED', true
   end

@@ -18,6 +18,8 @@ class RedisKeys:
         "active",
         "stats",
         "control",
+        "prequeue",
+        "prequeue_rank",
         "_client",
     )
 
@@ -33,6 +35,8 @@ class RedisKeys:
         self.stats = base + "stats"
         self.control = base + "control"
         self._client = base + "client:"
+        self.prequeue = base + "prequeue"
+        self.prequeue_rank = base + "prequeue-rank"
 
     def session(self, session_id: str) -> str:
         """The session hash of an id of this room."""

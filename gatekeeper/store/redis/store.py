@@ -178,6 +178,8 @@ class RedisStore:
             k.control,
             k.waiting_seq,
             k.client(entry.client),
+            k.prequeue,
+            k.prequeue_rank,
         ]
         limited = bool(entry.client) and policy.client_joins_per_minute > 0
         args: list[str | int] = [
@@ -196,6 +198,7 @@ class RedisStore:
             policy.client_joins_per_minute if limited else 0,
             policy.client_join_burst,
             policy.claim_window_ms,
+            entry.rank,
         ]
         reply = await self._join(keys=keys, args=args)
         if reply[0] == _REFUSED:
@@ -226,6 +229,7 @@ class RedisStore:
             return None
         k = self.keys(room)
         keys = [k.session(session_id), k.waiting, k.active, k.stats, k.waiting_seq, k.control]
+        keys += [k.prequeue, k.prequeue_rank]
         args: list[str | int] = [
             self._now(),
             session_id,
@@ -245,6 +249,7 @@ class RedisStore:
             return False
         k = self.keys(room)
         keys = [k.session(session_id), k.waiting, k.active, k.waiting_seq]
+        keys += [k.prequeue, k.prequeue_rank]
         reason = EndReason.REVOKED if revoke else EndReason.LEFT
         args: list[str | int] = [
             self._now(),
@@ -275,6 +280,7 @@ class RedisStore:
             room,
         ]
         keys = [k.joins, k.cursor, k.waiting, k.active, k.stats, k.control, k.waiting_seq]
+        keys += [k.prequeue, k.prequeue_rank]
         granted, *figures = await self._grant(keys=keys, args=args)
         expired_active, expired_waiting, waiting, active, unclaimed, closed = map(int, figures)
         return GrantReport(
@@ -297,6 +303,7 @@ class RedisStore:
             return False
         k = self.keys(room)
         keys = [k.waiting, k.active, k.stats, k.joins, k.cursor, k.waiting_seq]
+        keys += [k.prequeue, k.prequeue_rank]
         try:
             released = await self._release(keys=keys, args=[])
         except Exception:
