@@ -17,6 +17,7 @@ from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.config import Settings, load_config
 from gatekeeper.core.granter import Granter
 from gatekeeper.core.rooms import Rooms
+from gatekeeper.errors import StoreError
 from gatekeeper.gate.admission import Admission
 from gatekeeper.gate.auth_request import AuthRequest
 from gatekeeper.gate.forwarding import Forwarding
@@ -31,6 +32,7 @@ from gatekeeper.store.base import Store
 from gatekeeper.web.admin import AdminAPI
 from gatekeeper.web.api import WaitingRoomAPI
 from gatekeeper.web.endpoints import Endpoints
+from gatekeeper.web.events import Events
 from gatekeeper.web.health import Health
 from gatekeeper.web.pages import PageRenderer
 
@@ -55,7 +57,7 @@ class Runtime:
         self.clock = clock or wall_clock
         # Without an injected clock the Redis scripts read Redis TIME (replicas may disagree).
         self.store = store or open_store(settings.redis, clock=clock)
-        self.rooms = Rooms(settings)
+        self.rooms = Rooms(settings, self.clock)
         self.metrics = Metrics()
         self.granter = Granter(
             self.store, self.rooms, settings.processing.rate_ms, self.metrics, self.clock
@@ -72,11 +74,22 @@ class Runtime:
         return Endpoints(self.api, self.admin, self.health, self.settings, root)
 
     async def start(self) -> None:
-        """Start the grant loop (idempotent)."""
+        """Schedule the configured on-sale events, start the grant loop (idempotent)."""
         if not self._started:
             self._started = True
+            await self._schedule_events()
             self.granter.start()
             log.info("grant loop started (every %d ms)", self.settings.processing.rate_ms)
+
+    async def _schedule_events(self) -> None:
+        """The events of `rooms.overrides`, in rooms that have none yet (see `Events`)."""
+        events = Events(self.store, self.rooms)
+        for room, override in self.settings.rooms.overrides.items():
+            if override.event is not None:
+                try:
+                    await events.schedule_configured(room, override.event)
+                except StoreError as exc:
+                    log.warning("could not schedule the event of room %s: %s", room, exc)
 
     async def stop(self) -> None:
         """Stop the grant loop, let store calls in flight finish, then close the store

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from gatekeeper.config.events import parse_event
 from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
 from gatekeeper.config.settings import (
     BindPass,
@@ -380,8 +381,11 @@ def _room_overrides(raw: object, label: str) -> Mapping[str, RoomOverride]:
             raise ConfigError(f"{where}: room id must match [A-Za-z0-9_.-]{{1,64}}")
         if not isinstance(body, Mapping | None):
             raise ConfigError(f"{where}: must be a mapping, got {body!r}")
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in (body or {}).items():
+            if key == "event":
+                values["event"] = parse_event(value, f"{where}.event")
+                continue
             if key not in _PER_ROOM:
                 raise ConfigError(f"{where}.{key}: unknown key{hint(key, _PER_ROOM)}")
             values[key.replace("-", "_")] = coerce(_PER_ROOM[key], value, f"{where}.{key}")

@@ -146,6 +146,8 @@ class RoomOverride:
     retention: float | None = None
     challenge: ChallengeKind | None = None
     bind_pass: BindPass | None = None
+    event: EventSettings | None = None
+    """The room's scheduled on-sale (`rooms.overrides.<room>.event`)."""
 
 
 def _no_overrides() -> Mapping[str, RoomOverride]:

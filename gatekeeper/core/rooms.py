@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from gatekeeper.clock import Clock, wall_clock
+from gatekeeper.config.events import format_instant
 from gatekeeper.config.settings import RoomOverride, Settings
 from gatekeeper.core import schedule
+from gatekeeper.core.events import LiveEvent, Phase, phase_at, read_event
 from gatekeeper.ids import ROOM_ID
-from gatekeeper.store.base import Control, Mode, RoomPolicy, Ticket
+from gatekeeper.store.base import Control, Mode, RoomPolicy, Status, Ticket
 
 
 def _ms(override: float | None, default: float) -> int:
@@ -40,8 +43,10 @@ def _pick(override: int | None, default: int) -> int:
 class Rooms:
     """Resolves event ids to rooms, and rooms to their (cached) policies, controls and mode."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self._settings = settings
+        self._clock = clock or wall_clock
+        self._events: dict[str, LiveEvent] = {}
         self.default = settings.rooms.default_room
         self._allow_unlisted = settings.rooms.allow_unlisted
         self._max_unlisted = settings.rooms.max_unlisted
@@ -82,7 +87,7 @@ class Rooms:
         keep = {*listed, *self.configured}
         self._unlisted = frozenset(keep - self.configured)
         self._new.clear()
-        for cache in (self._live, self._modes, self._effective):
+        for cache in (self._live, self._modes, self._effective, self._events):
             for room in [r for r in cache if r not in keep]:
                 del cache[room]
 
@@ -99,6 +104,27 @@ class Rooms:
             self._modes[room] = Mode(controls.get(Control.MODE, Mode.OPEN))
         except ValueError:
             self._modes[room] = Mode.OPEN
+        event = read_event(controls)
+        if event is None:
+            self._events.pop(room, None)
+        else:
+            self._events[room] = event
+
+    def event(self, room: str) -> LiveEvent | None:
+        """The room's on-sale event as of the last grant tick (or the operator's last change)."""
+        return self._events.get(room)
+
+    def rank(self, room: str, session_id: str) -> str:
+        """The rank key a join of `session_id` carries into the room's pre-queue ("" when the
+        room has no event, or one without shuffle): see `store.base.Entry`."""
+        event = self._events.get(room)
+        return "" if event is None else event.rank(session_id)
+
+    def phase(self, room: str) -> Phase:
+        """The room's phase now (OPEN for a room without an event that is not closed)."""
+        event = self._events.get(room)
+        closed = self.mode(room) is Mode.CLOSED
+        return phase_at(None if event is None else event.schedule, self._clock(), closed=closed)
 
     @property
     def rate_ms(self) -> int:
@@ -134,16 +160,33 @@ class Rooms:
         return self.effective(room).batch_size * 1000 / self._rate_ms
 
     def poll_after_ms(self, ticket: Ticket) -> int:
-        """See `schedule.poll_after_ms`, for this ticket's room."""
+        """See `schedule.poll_after_ms`, for this ticket's room; in a pre-queue, soon enough
+        to keep the place and to be back at the start."""
         room = ticket.room
         polling = self._settings.polling
-        return schedule.poll_after_ms(ticket, polling, self.policy(room), self.max_rate(room))
+        after = schedule.poll_after_ms(ticket, polling, self.policy(room), self.max_rate(room))
+        event = self._events.get(room)
+        if event is not None and self.phase(room) is Phase.PREQUEUE:
+            until_start = event.schedule.starts_at - self._clock()
+            after = max(polling.min_ms, min(after, until_start))
+        return after
 
     def status_body(self, ticket: Ticket) -> dict[str, object]:
-        """See `schedule.status_body`, for this ticket's room."""
+        """See `schedule.status_body`, for this ticket's room; with an event also its `phase`,
+        and in the pre-queue `startsAt` and no position (everyone in it is equal)."""
         room = ticket.room
         polling = self._settings.polling
-        return schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room))
+        body = schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room))
+        event = self._events.get(room)
+        if event is not None:
+            phase = self.phase(room)
+            body["phase"] = phase.value
+            if phase is Phase.PREQUEUE and ticket.status is Status.WAITING:
+                body["position"] = None
+                body["estimatedWaitSeconds"] = None
+                body["startsAt"] = format_instant(event.schedule.starts_at)
+            body["pollAfterMs"] = self.poll_after_ms(ticket)
+        return body
 
     def policy(self, room: str) -> RoomPolicy:
         """The policy of a room: defaults merged with its override."""

@@ -30,6 +30,7 @@ from gatekeeper.asgi import HeaderSeq, Scope
 from gatekeeper.clients import ClientAddresses
 from gatekeeper.clock import Clock, seconds
 from gatekeeper.config.settings import ChallengeKind, FailurePolicy, Settings
+from gatekeeper.core.events import Phase
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.gate.binding import Binding
@@ -236,7 +237,7 @@ class Admission:
                 return self._admit(ticket, asked, scope, renewed=on_pass is not None)
         provisional = False
         if ticket is None or ticket.status in TERMINAL:
-            if mode is Mode.CLOSED:
+            if mode is Mode.CLOSED or self.rooms.phase(room) is Phase.CLOSED:
                 # Sold out: no new session (the store would refuse it), and a waiter whose
                 # session the close ended sees the closed page rather than joining again.
                 return Decision(Verdict.CLOSED)
@@ -248,7 +249,7 @@ class Admission:
             back = visitor is not None and ticket is None
             sid = visitor.session_id if back and visitor is not None else new_session_id(room)
             lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
-            entry = Entry(self._addresses.key(scope), lazy=lazy)
+            entry = Entry(self._addresses.key(scope), lazy, self.rooms.rank(room, sid))
             try:
                 ticket = await self.store.join(room, sid, policy, entry=entry)
             except JoinRefused as refused:

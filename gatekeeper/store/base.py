@@ -316,6 +316,16 @@ class Operations(Protocol):
         """Set (or with None, clear) live controls of a room; every replica sees them."""
         ...
 
+    async def ensure_seed(self, room: str, seed: str, commitment: str) -> str:
+        """Give the room's event `seed` and its `commitment` unless it has a seed already;
+        the seed in force (one step: every replica and operator agrees on one)."""
+        ...
+
+    async def prequeue(self, room: str, offset: int, limit: int) -> tuple[int, list[str]]:
+        """The room's pre-queue: how many are in it, and the session ids from `offset` (its
+        rank), at most `limit`, in drawn order."""
+        ...
+
     async def rate_ms(self) -> int | None:
         """The live grant-loop interval, when an operator set one."""
         ...

@@ -39,6 +39,7 @@ from gatekeeper.store.base import (
     refusal,
     require_room,
 )
+from gatekeeper.store.memory_operations import MemoryOperations
 from gatekeeper.store.memory_state import (
     ADMITTING,
     ClientLimit,
@@ -55,7 +56,7 @@ from gatekeeper.store.memory_state import (
 )
 
 
-class MemoryStore:
+class MemoryStore(MemoryOperations):
     """`Store` backed by Python dicts; see the Lua scripts for the rules it mirrors."""
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -367,30 +368,6 @@ class MemoryStore:
                 oldest = session.joined_at
                 break
         return RoomCounts(room, len(r.waiting), len(r.active), rate, oldest)
-
-    async def controls(self, room: str) -> dict[str, str]:
-        r = self._rooms.get(room)
-        return dict(r.controls) if r is not None else {}
-
-    async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
-        controls = self._rooms.setdefault(room, RoomState()).controls
-        for key, value in changes.items():
-            if value is None:
-                controls.pop(key, None)
-            else:
-                controls[key] = value
-
-    async def rate_ms(self) -> int | None:
-        return self._rate_ms
-
-    async def set_rate_ms(self, ms: int | None) -> None:
-        self._rate_ms = ms
-
-    async def audit(self, entry: dict[str, str]) -> None:
-        self._audit.append({"ts": str(self._clock()), **entry})
-
-    async def audit_log(self, limit: int) -> list[dict[str, str]]:
-        return list(reversed(self._audit))[:limit]
 
     async def ping(self) -> None:
         return None

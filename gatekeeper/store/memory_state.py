@@ -84,6 +84,11 @@ class Prequeue:
             if i < len(self._keys) and self._keys[i] == key:
                 del self._keys[i]
 
+    def page(self, offset: int, limit: int) -> list[str]:
+        """The sessions from rank `offset` on, at most `limit`, in order."""
+        start = self._head + max(offset, 0)
+        return [key.partition(":")[2] for key in self._keys[start : start + limit]]
+
     def pop(self, n: int) -> list[str]:
         """The first `n` sessions in order, taken off the pre-queue."""
         taken = self._keys[self._head : self._head + n]

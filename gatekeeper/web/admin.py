@@ -15,7 +15,8 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Control, EndReason, Mode, Store
+from gatekeeper.store.base import Control, EndReason, EventField, Mode, Store
+from gatekeeper.web.events import EventProblem, Events, parse_schedule
 from gatekeeper.web.json_body import read_object
 
 # JSON field → (store control field, bounds) of the live room settings.
@@ -54,6 +55,7 @@ class AdminAPI:
         token = settings.admin_token
         self._token = f"Bearer {token}".encode() if token else None
         self._clock = clock
+        self._events = Events(store, rooms)
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the admin API."""
@@ -80,6 +82,8 @@ class AdminAPI:
         if path == "/rooms" and method == "GET":
             names = sorted(set(await self.store.rooms()) | self.rooms.configured)
             return await send_json(send, 200, {"rooms": [await self._view(r) for r in names]})
+        if path.startswith("/rooms/") and path.endswith(("/event", "/draw")):
+            return await self._event(scope, receive, send, path[len("/rooms/") :], actor)
         if path.startswith("/rooms/"):
             room, _, action = path[len("/rooms/") :].partition(":")
             if not ROOM_ID.fullmatch(room):
@@ -121,6 +125,43 @@ class AdminAPI:
             limit = _query_int(scope, b"limit", 100, 1, 1000)
             return await send_json(send, 200, {"entries": await self.store.audit_log(limit)})
         await send_error(send, 404, "not_found", "no such endpoint or method")
+
+    async def _event(
+        self, scope: Scope, receive: Receive, send: Send, target: str, actor: dict[str, str]
+    ) -> None:
+        """`/rooms/{room}/event` (PUT, GET, DELETE) and `/rooms/{room}/draw` (GET)."""
+        room, _, what = target.rpartition("/")
+        method: str = scope["method"]
+        if not ROOM_ID.fullmatch(room):
+            return await send_error(send, 404, "not_found", "no such room")
+        if what == "draw" and method == "GET":
+            offset = _query_int(scope, b"offset", 0, 0, 100_000_000)
+            page = await self._events.draw(room, offset, _query_int(scope, b"limit", 100, 1, 1000))
+            if page is None:
+                return await send_error(send, 404, "not_found", "the room has no event")
+            return await send_json(send, 200, page)
+        if what != "event":
+            return await send_error(send, 404, "not_found", "no such endpoint or method")
+        if method == "PUT":
+            body = await self._body(scope, receive, send)
+            if body is None:
+                return
+            try:
+                await self._events.schedule(room, parse_schedule(body))
+            except EventProblem as problem:
+                return await send_error(send, problem.status, problem.code, str(problem))
+            await self._audit({"action": "event", "room": room, "detail": _dump(body), **actor})
+        elif method == "DELETE":
+            await self._events.remove(room)
+            await self._audit({"action": "event-removed", "room": room, **actor})
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            return await send({"type": "http.response.body", "body": b""})
+        elif method != "GET":
+            return await send_error(send, 405, "method_not_allowed", "GET, PUT or DELETE")
+        view = await self._events.public(room)
+        if view is None:
+            return await send_error(send, 404, "not_found", "the room has no event")
+        await send_json(send, 200, view)
 
     async def _patch(
         self, scope: Scope, receive: Receive, send: Send, room: str, actor: dict[str, str]
@@ -186,7 +227,8 @@ class AdminAPI:
             "newVisitorsPerMinute": effective.per_minute,
             "grantRatePerSecond": round(counts.grant_rate, 3),
             "oldestWaiterAgeSeconds": oldest,
-            "controls": controls,
+            # The draw's seed stays secret until the draw, from operators too.
+            "controls": {k: v for k, v in controls.items() if k != EventField.SEED},
         }
 
     async def _settings(self) -> dict[str, object]:

@@ -10,9 +10,10 @@ from gatekeeper.clients import ClientAddresses
 from gatekeeper.config import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
-from gatekeeper.ids import new_session_id, room_of
+from gatekeeper.ids import ROOM_ID, new_session_id, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import QUEUE_FULL_RETRY_S, EndReason, Entry, Queue, Status, Ticket
+from gatekeeper.store.base import QUEUE_FULL_RETRY_S, EndReason, Entry, Status, Store, Ticket
+from gatekeeper.web.events import Events
 from gatekeeper.web.json_body import read_object
 
 log = logging.getLogger("gatekeeper.web.api")
@@ -41,7 +42,7 @@ class WaitingRoomAPI:
     """
 
     def __init__(
-        self, store: Queue, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
+        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
@@ -49,6 +50,7 @@ class WaitingRoomAPI:
         self.prefix = settings.api.prefix
         self._max_body = settings.api.max_body_bytes
         self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
+        self._events = Events(store, rooms)
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the API."""
@@ -70,6 +72,10 @@ class WaitingRoomAPI:
                 if method != "POST":
                     return await _not_allowed(send, b"POST")
                 return await self._join(scope, receive, send)
+            if path.startswith("/events/"):
+                if method not in ("GET", "HEAD"):
+                    return await _not_allowed(send, b"GET, HEAD")
+                return await self._event(path[len("/events/") :], send)
             if path.startswith("/sessions/"):
                 target = path[len("/sessions/") :]
                 if target.endswith(LEAVE_SUFFIX):
@@ -103,12 +109,19 @@ class WaitingRoomAPI:
         if room is None:
             return await send_error(send, 404, "unknown_event", "no waiting room for this event")
         session_id = new_session_id(room)
-        entry = Entry(self._addresses.key(scope))
+        entry = Entry(self._addresses.key(scope), rank=self.rooms.rank(room, session_id))
         policy = self.rooms.policy(room)
         ticket = await self.store.join(room, session_id, policy, user_id=user_id, entry=entry)
         self.metrics.joined(room, ticket.status is Status.ACTIVE)
         location = self.session_url(session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
+
+    async def _event(self, room: str, send: Send) -> None:
+        """A room's on-sale event, as anyone may audit it (docs/onsale.md)."""
+        view = await self._events.public(room) if ROOM_ID.fullmatch(room) else None
+        if view is None:
+            return await send_error(send, 404, "not_found", "no event in this room")
+        await send_json(send, 200, view)
 
     async def _poll(self, session_id: str, send: Send) -> None:
         room = room_of(session_id)

@@ -59,6 +59,11 @@ class RedisKeys:
         return "." + session_id
 
 
+def session_of(member: str, room: str) -> str:
+    """The session id a waiter's member names (`RedisKeys.member`; `session_of` in lib.lua)."""
+    return member[1:] if member.startswith(".") else f"{member}.{room}"
+
+
 class GlobalKeys:
     """Key names shared by every room: the grant loop's work list, its control hash, audit."""
 

@@ -30,6 +30,7 @@ class ScriptName(StrEnum):
     FORGET = "forget"
     RELEASE = "release"
     LIST = "list"
+    SEED = "seed"
 
 
 LIBRARY = "lib"

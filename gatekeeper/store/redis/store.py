@@ -37,7 +37,7 @@ from gatekeeper.store.base import (
     require_room,
 )
 from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
-from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys
+from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys, session_of
 from gatekeeper.store.redis.scripts import Client, Script, ScriptName
 from gatekeeper.store.redis.standalone import connect_standalone
 
@@ -125,6 +125,7 @@ class RedisStore:
         self._forget = Script(client, ScriptName.FORGET, lean=lean)
         self._release = Script(client, ScriptName.RELEASE, lean=lean)
         self._list = Script(client, ScriptName.LIST, lean=lean)
+        self._seed = Script(client, ScriptName.SEED, lean=lean)
 
     @classmethod
     def open(cls, settings: RedisSettings, *, clock: Clock | None = None) -> RedisStore:
@@ -339,6 +340,17 @@ class RedisStore:
         if cleared or updates:
             args: list[str | int] = [len(cleared), *cleared, *updates]
             await self._set_controls(keys=[self.keys(room).control], args=args)
+
+    @_translated
+    async def ensure_seed(self, room: str, seed: str, commitment: str) -> str:
+        return str(await self._seed(keys=[self.keys(room).control], args=[seed, commitment]))
+
+    @_translated
+    async def prequeue(self, room: str, offset: int, limit: int) -> tuple[int, list[str]]:
+        k = self.keys(room)
+        total = int(await self._redis.zcard(k.prequeue))
+        items = await self._redis.zrange(k.prequeue, offset, offset + limit - 1)
+        return total, [session_of(str(item).partition(":")[2], room) for item in items]
 
     @_translated
     async def rate_ms(self) -> int | None:
