@@ -251,3 +251,70 @@ async def test_the_page_solves_the_proof_of_work_and_takes_its_place_in_line(
         await expect(no_js.locator("#gk-room")).to_have_attribute("data-position", "1")
     finally:
         await close_all([first, second, third, no_js])
+
+
+ADMIN_TOKEN = "a" * 32
+
+
+@pytest.fixture
+def onsale_demo(tmp_path: Path) -> Iterator[Demo]:
+    with run_demo(
+        tmp_path, capacity=CAPACITY, settings={"WAITINGROOM_ADMIN_TOKEN": ADMIN_TOKEN}
+    ) as running:
+        yield running
+
+
+async def test_a_prequeue_counts_down_then_admits_and_queues_by_the_draw(
+    browser: Browser, onsale_demo: Demo
+) -> None:
+    import httpx
+
+    starts_ms = int(time.time() * 1000) + 6_000
+    async with httpx.AsyncClient(base_url=onsale_demo.url) as admin:
+        r = await admin.put(
+            "/_gatekeeper/admin/rooms/default/event",
+            json={"prequeueOpensAt": starts_ms - 60_000, "startsAt": starts_ms},
+            headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert r.status_code == 200, r.text
+    pages = [await new_visitor(browser) for _ in range(CAPACITY + 1)]
+    try:
+        for page in pages:
+            await page.goto(f"{onsale_demo.url}/")
+        for page in pages:
+            # The pre-queue page: the start in local time and a countdown; nobody is in yet.
+            await expect(page.locator("#gk-prequeue")).to_be_visible()
+            await expect(page.locator("#gk-countdown")).to_contain_text("Starts in")
+            await expect(page.locator("#gk-position")).to_contain_text("pre-queue")
+            await expect(page.locator("#site-title")).to_have_count(0)
+        # Left alone, the pages turn at the start: the first two drawn into the site, the
+        # third into the waiting page with a position.
+        deadline = time.monotonic() + 25
+        outcome: list[str] = []
+        while time.monotonic() < deadline:
+            outcome = [await _state(page) for page in pages]
+            if sorted(outcome) == ["0", "site", "site"]:
+                break
+            await pages[0].wait_for_timeout(250)
+        assert sorted(outcome) == ["0", "site", "site"], outcome
+        assert time.time() * 1000 >= starts_ms, "nobody was let in before the start"
+    finally:
+        await close_all(pages)
+
+
+async def _state(page: Page) -> str:
+    """What a page shows: the site, the pre-queue, or the waiting page's position."""
+    try:
+        return str(
+            await page.evaluate(
+                """() => {
+                  if (document.getElementById("site-title")) return "site";
+                  const room = document.getElementById("gk-room");
+                  if (!room) return "loading";
+                  if (document.getElementById("gk-prequeue")) return "prequeue";
+                  return room.getAttribute("data-position") || "?";
+                }"""
+            )
+        )
+    except Exception:  # navigating: the page is between two documents
+        return "loading"

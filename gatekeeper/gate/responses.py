@@ -45,23 +45,26 @@ class Responses:
             headers.append(cookie)
         if scope["type"] != "http":
             return await send(_TRY_AGAIN)
+        body = self._rooms.status_body(ticket)
+        body["pollAfterMs"] = poll_ms
         if wants_json(scope):
-            body = self._rooms.status_body(ticket)
             if decision.challenge is not None:
                 c = decision.challenge
                 body["challenge"] = {"kind": c.kind, "answerCookie": c.answer_cookie,
                                      "difficulty": c.difficulty, "siteKey": c.site_key}  # fmt: skip
             return await send_json(send, self._status, body, headers)
+        starts_at = body.get("startsAt")
         view = WaitingView(
             session_id=ticket.session_id,
             status=ticket.status.value,
-            position=ticket.ahead,
-            estimated_wait_seconds=estimated_wait_seconds(ticket),
+            position=None if starts_at else ticket.ahead,
+            estimated_wait_seconds=None if starts_at else estimated_wait_seconds(ticket),
             poll_after_ms=poll_ms,
             status_url=session_url(self._api_prefix, ticket.session_id),
             static_prefix=self._assets,
             room=ticket.room,
             challenge=decision.challenge,
+            starts_at=starts_at if isinstance(starts_at, str) else "",
         )
         await send_bytes(send, self._status, self._pages.render_waiting(view), _HTML, headers)
 

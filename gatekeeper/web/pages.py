@@ -50,6 +50,7 @@ WAITING_PLACEHOLDERS = frozenset(
         "joined_position",
         "progress_attrs",
         "challenge",
+        "prequeue",
     }
 )
 """Every `${name}` a waiting-page template may use; all values arrive HTML-escaped."""
@@ -122,7 +123,8 @@ class WaitingView:
 
     session_id: str
     status: str
-    position: int
+    position: int | None
+    """People ahead; None in a pre-queue (everyone in it is equal until the draw)."""
     estimated_wait_seconds: int | None
     poll_after_ms: int
     status_url: str
@@ -131,14 +133,18 @@ class WaitingView:
     room: str = "default"
     joined_position: int | None = None
     challenge: ChallengeView | None = None
+    starts_at: str = ""
+    """In an event's pre-queue: when the sale starts (ISO 8601, UTC); "" otherwise."""
 
 
-def describe_position(status: str, position: int) -> str:
+def describe_position(status: str, position: int | None) -> str:
     """The sentence the page shows about where the visitor stands."""
     if status == "ACTIVE":
         return "It's your turn, taking you in…"
     if status in ("LEFT", "EXPIRED"):
         return "Finding your place in line…"
+    if position is None:
+        return "You're in the pre-queue: your place is drawn at the start"
     if position <= 0:
         return "You're next"
     if position == 1:
@@ -255,6 +261,21 @@ def _element(tag: str, attrs: dict[str, str], inner: str = "") -> str:
     return f"<{tag} {pairs}>{inner}</{tag}>"
 
 
+def _prequeue_html(view: WaitingView) -> str:
+    """The pre-queue's start and countdown (the script shows them in local time), or ""."""
+    if not view.starts_at:
+        return ""
+    when = view.starts_at.replace("T", " ").replace(".000Z", " UTC")
+    inner = (
+        '<p class="gk-starts">The sale starts at '
+        + _element("time", {"id": "gk-starts-at", "datetime": view.starts_at}, escape(when))
+        + '.</p><p class="gk-small" id="gk-countdown" role="timer" aria-live="off"></p>'
+        + '<p class="gk-small">Everyone who arrives before the start gets a place drawn at '
+        + "random then, so there is no need to refresh.</p>"
+    )
+    return _element("div", {"id": "gk-prequeue", "data-starts-at": view.starts_at}, inner)
+
+
 def _challenge_html(view: WaitingView) -> str:
     """The challenge block of the page (every value escaped), or "" when there is none."""
     c = view.challenge
@@ -314,16 +335,16 @@ class PageRenderer:
 
     def render_waiting(self, view: WaitingView) -> bytes:
         """The waiting page for one visitor as UTF-8 HTML."""
-        position = max(view.position, 0)
+        position = None if view.position is None else max(view.position, 0)
         poll_ms = max(view.poll_after_ms, 0)
         eta = view.estimated_wait_seconds
         refresh = max(1, math.ceil(poll_ms / 1000))
         values = {
-            "title": view.title,
+            "title": "The sale starts soon" if view.starts_at else view.title,
             "room": view.room,
             "session_id": view.session_id,
             "status": view.status,
-            "position": str(position),
+            "position": "" if position is None else str(position),
             "position_text": describe_position(view.status, position),
             "eta_text": describe_wait(eta),
             "eta_seconds": "" if eta is None else str(eta),
@@ -337,8 +358,9 @@ class PageRenderer:
             "joined_position": "" if view.joined_position is None else str(view.joined_position),
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
-        escaped["progress_attrs"] = _progress_attrs(position, view.joined_position)
+        escaped["progress_attrs"] = _progress_attrs(position or 0, view.joined_position)
         escaped["challenge"] = _challenge_html(view)
+        escaped["prequeue"] = _prequeue_html(view)
         return _fill(self._waiting, escaped)
 
     def render_unavailable(self, retry_after_s: int) -> bytes:

@@ -50,6 +50,7 @@
     return;
   }
 
+  var prequeueEl = document.getElementById("gk-prequeue");
   var positionEl = document.getElementById("gk-position");
   var etaEl = document.getElementById("gk-eta");
   var progressEl = document.getElementById("gk-progress");
@@ -153,6 +154,11 @@
   }
 
   function update(data) {
+    if (data.phase === "prequeue") {
+      // Everyone in the pre-queue is equal until the draw at the start: no position yet.
+      setText(positionEl, "You're in the pre-queue: your place is drawn at the start");
+      return;
+    }
     var position = toNumber(data.position);
     position = position === null ? 0 : Math.max(0, Math.floor(position));
     setText(positionEl, positionText(data.status, position));
@@ -217,7 +223,9 @@
     holdUntil = 0;
     showReconnecting(false);
     update(data);
-    if (data.status === "ACTIVE" || data.status === "LEFT" || data.status === "EXPIRED") {
+    var drawn = prequeueEl !== null && data.phase !== "prequeue";
+    if (drawn || data.status === "ACTIVE" || data.status === "LEFT" || data.status === "EXPIRED") {
+      // Drawn: the page comes back with the visitor's place (or lets them in).
       // ACTIVE: the gate now forwards to the site; LEFT/EXPIRED: the gate puts them back in line.
       leave();
       return;
@@ -313,7 +321,46 @@
     }
   });
 
+  if (prequeueEl) {
+    countDown(prequeueEl);
+  }
   schedule(jitter(nextDelay));
+
+  // The start in the visitor's own time, a countdown to it, and a reload once it has come
+  // (spread over a second and a half, so a crowd's reloads do not land in one instant).
+  function countDown(el) {
+    var startsAt = Date.parse(el.getAttribute("data-starts-at") || "");
+    if (isNaN(startsAt)) {
+      return;
+    }
+    var whenEl = document.getElementById("gk-starts-at");
+    var leftEl = document.getElementById("gk-countdown");
+    try {
+      var options = { dateStyle: "medium", timeStyle: "short" };
+      setText(whenEl, new Date(startsAt).toLocaleString(undefined, options));
+    } catch (e) {
+      // An old browser keeps the UTC time the server wrote.
+    }
+    function tick() {
+      var left = Math.max(0, Math.ceil((startsAt - Date.now()) / 1000));
+      var h = Math.floor(left / 3600);
+      var m = Math.floor((left % 3600) / 60);
+      var sec = left % 60;
+      var pad = function (n) {
+        return (n < 10 ? "0" : "") + n;
+      };
+      setText(leftEl, "Starts in " + (h > 0 ? h + ":" + pad(m) : m) + ":" + pad(sec));
+      if (left <= 0) {
+        done = true;
+        window.setTimeout(function () {
+          window.location.reload();
+        }, Math.round(Math.random() * 1500));
+        return;
+      }
+      window.setTimeout(tick, 1000 - (Date.now() % 1000));
+    }
+    tick();
+  }
 
   // The answer goes back in a short-lived cookie named by the page; the gate checks it against
   // this page's session when the reload comes (gatekeeper/gate/challenge.py).
