@@ -9,13 +9,14 @@ sorted by the hex HMAC-SHA256 of the session id under the seed, ascending.
 from __future__ import annotations
 
 import hashlib
-import hmac
-import re
 import secrets
 from collections.abc import Iterable
 
+from gatekeeper.store.ranks import rank_key, seed_bytes
+
 SEED_BYTES = 32
-_HEX_SEED = re.compile(r"[0-9a-f]{64}")
+
+__all__ = ["commitment", "drawn_order", "new_seed", "rank_key"]
 
 
 def new_seed() -> str:
@@ -25,21 +26,9 @@ def new_seed() -> str:
 
 def commitment(seed: str) -> str:
     """The hex SHA-256 of the seed's 32 bytes: published when the event is created."""
-    return hashlib.sha256(_seed_bytes(seed)).hexdigest()
-
-
-def rank_key(seed: str, session_id: str) -> str:
-    """The key a session is drawn by: hex HMAC-SHA256(key = the seed's bytes, message = the
-    session id as UTF-8). The smallest key goes first."""
-    return hmac.new(_seed_bytes(seed), session_id.encode(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(seed_bytes(seed)).hexdigest()
 
 
 def drawn_order(seed: str, session_ids: Iterable[str]) -> list[str]:
     """`session_ids` in drawn order (the rule of the module docstring)."""
     return sorted(session_ids, key=lambda sid: rank_key(seed, sid))
-
-
-def _seed_bytes(seed: str) -> bytes:
-    if not _HEX_SEED.fullmatch(seed):
-        raise ValueError("a seed is 64 lowercase hex characters")
-    return bytes.fromhex(seed)

@@ -50,6 +50,7 @@ from gatekeeper.store.memory_state import (
     bucket,
     controls_of,
     event_phase,
+    prequeue_rank,
     record_grants,
     spend,
     timed_out,
@@ -158,7 +159,7 @@ class MemoryStore(MemoryOperations):
         elif prequeue:
             # Not in the joins stream: in the pre-queue, by rank key (or arrival order).
             r.waiting.add(session_id, now)
-            r.prequeue.add(session_id, entry.rank or f"{r.seq:020d}")
+            r.prequeue.add(session_id, prequeue_rank(r.controls, session_id, entry.rank, r.seq))
         else:
             # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
             r.waiting.add(session_id, now)

@@ -17,6 +17,7 @@ from gatekeeper.store.base import (
     RoomPolicy,
     Status,
 )
+from gatekeeper.store.ranks import rank_key
 
 ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
@@ -116,6 +117,17 @@ def event_phase(controls: dict[str, str], now: int) -> tuple[str, bool]:
     if now >= int(controls.get(EventField.OPENS, starts)):
         return "prequeue", drawn
     return "before", drawn
+
+
+def prequeue_rank(controls: dict[str, str], sid: str, given: str, seq: int) -> str:
+    """A pre-queue join's rank key: the one given, else the rule's with the event's seed when
+    it shuffles (join.lua asks the caller for it), else the arrival order."""
+    if given:
+        return given
+    seed = controls.get(EventField.SEED, "")
+    if controls.get(EventField.SHUFFLE) == "1" and seed:
+        return rank_key(seed, sid)
+    return f"{seq:020d}"
 
 
 @dataclass(slots=True)

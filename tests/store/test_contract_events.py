@@ -147,3 +147,14 @@ async def test_the_room_closes_at_the_end_of_its_event(
     assert ticket.reason is not None and ticket.reason.value == "closed"
     still = await store.poll(admitted[0], policy)
     assert still is not None and still.status is Status.ACTIVE, "admitted visitors stay"
+
+
+async def test_a_join_that_does_not_know_the_event_yet_still_gets_its_drawn_place(
+    store: Store, policy: RoomPolicy, clock: FakeClock
+):
+    # A replica learns of a new event within a tick; a join in between carries no rank key.
+    policy = replace(policy, capacity=4, batch_size=4, waiting_timeout_ms=60 * MINUTE)
+    seed = await schedule(store, clock)
+    early = [await join(store, policy, seed if i % 2 else None) for i in range(40)]
+    clock.advance(10 * MINUTE)
+    assert (await admit_all(store, policy, clock)) == drawn_order(seed, early)

@@ -31,7 +31,8 @@
 -- During an event's pre-queue phase nobody is admitted at once and a join goes to the pre-queue,
 -- not the joins stream: the grant step admits the pre-queue first, in drawn order, once the
 -- event starts (grant.lua). From the event's end the room is closed.
--- Returns the ticket (see lib.lua), or {'REFUSED', reason, retry ms}. Idempotent by session id:
+-- Returns the ticket (see lib.lua), {'REFUSED', reason, retry ms}, or {'RANK', seed} when a
+-- shuffled pre-queue join came without its rank key. Idempotent by session id:
 -- a retried join changes nothing.
 local now = clock(ARGV[1])
 local sid, member = ARGV[2], ARGV[10]
@@ -62,6 +63,11 @@ if not at_once then
   if ARGV[11] == '1' then
     return ticket('WAITING', false, KEYS[3], KEYS[4], KEYS[5], now)
   end
+end
+if prequeue and ARGV[16] == '' and redis.call('HGET', KEYS[6], 'event-shuffle') == '1' then
+  -- The caller did not know the event yet (it learns of it within a tick): it computes the
+  -- rank key from this seed and joins again. Nothing was written.
+  return {'RANK', redis.call('HGET', KEYS[6], 'event-seed') or ''}
 end
 local client_rate = tonumber(ARGV[13])
 local client_burst = tonumber(ARGV[14]) * 1000
@@ -97,7 +103,7 @@ elseif prequeue then
   redis.call('ZADD', KEYS[3], now, member)
   redis.call('HSET', KEYS[7], member, seq)
   local rank = ARGV[16]
-  if rank == '' then rank = string.format('%020d', seq) end
+  if rank == '' then rank = string.format('%020d', seq) end  -- shuffle off: arrival order
   redis.call('ZADD', KEYS[9], 0, rank .. ':' .. member)
   redis.call('HSET', KEYS[10], member, rank)
 else

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from redis.exceptions import (
-    OutOfMemoryError,
-    ReadOnlyError,
     RedisClusterException,
     RedisError,
 )
@@ -16,7 +13,6 @@ from redis.exceptions import (
 import gatekeeper.store.redis.resp as resp
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.config.settings import RedisSettings
-from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import room_of
 from gatekeeper.store.base import (
     AUDIT_LIMIT,
@@ -36,7 +32,9 @@ from gatekeeper.store.base import (
     refusal,
     require_room,
 )
+from gatekeeper.store.ranks import rank_key
 from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
+from gatekeeper.store.redis.errors import translated
 from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys, session_of
 from gatekeeper.store.redis.scripts import Client, Script, ScriptName
 from gatekeeper.store.redis.standalone import connect_standalone
@@ -50,38 +48,10 @@ _CACHE_ROOMS = 50_000
 
 # The first field of join.lua's answer when it turned the join away.
 _REFUSED = "REFUSED"
+_RANK = "RANK"  # a shuffled pre-queue join without its rank key: here is the seed
 
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
-
-
-def _translated(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Redis and lean-client errors of a store method become `StoreError` (the only place);
-    an OOM reply (Redis at maxmemory) becomes `StoreFull`."""
-
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await fn(*args, **kwargs)
-        except (ReadOnlyError, resp.ReadOnlyError) as exc:
-            # A failover demoted the server these connections reach: drop them all, so the
-            # next calls reconnect (through DNS or a proxy) to the new primary.
-            store = args[0]
-            if isinstance(store, RedisStore):
-                await store._reconnect()
-            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
-        except (RedisError, RedisClusterException, resp.RespError) as exc:
-            # redis-py names the OOM reply; the lean client passes Redis's message on as is.
-            if isinstance(exc, OutOfMemoryError) or (
-                isinstance(exc, resp.RespError) and str(exc).startswith("OOM")
-            ):
-                raise StoreFull(f"redis is at maxmemory: {type(exc).__name__}: {exc}") from exc
-            raise StoreError(f"redis: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"redis: {exc}") from exc
-
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
 
 
 def _rate(fields: list[Any]) -> float:
@@ -158,7 +128,7 @@ class RedisStore:
                         _rate(reply[4:8]), reason, int(reply[9]) == 1)  # fmt: skip
         return ticket
 
-    @_translated
+    @translated
     async def join(
         self,
         room: str,
@@ -202,6 +172,9 @@ class RedisStore:
             entry.rank,
         ]
         reply = await self._join(keys=keys, args=args)
+        if reply[0] == _RANK:
+            args[-1] = rank_key(str(reply[1]), session_id)
+            reply = await self._join(keys=keys, args=args)
         if reply[0] == _REFUSED:
             raise refusal(str(reply[1]), int(reply[2]))
         ticket = self._ticket(session_id, room, reply)
@@ -223,7 +196,7 @@ class RedisStore:
                 self._registered.clear()
             self._registered[room] = now
 
-    @_translated
+    @translated
     async def poll(self, session_id: str, policy: RoomPolicy) -> Ticket | None:
         room = room_of(session_id)
         if room is None:
@@ -243,7 +216,7 @@ class RedisStore:
         reply = await self._poll(keys=keys, args=args)
         return None if reply is None else self._ticket(session_id, room, reply)
 
-    @_translated
+    @translated
     async def leave(self, session_id: str, policy: RoomPolicy, *, revoke: bool = False) -> bool:
         room = room_of(session_id)
         if room is None:
@@ -263,7 +236,7 @@ class RedisStore:
         reply = await self._leave(keys=keys, args=args)
         return bool(reply)
 
-    @_translated
+    @translated
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
         k = self.keys(room)
         args: list[str | int] = [
@@ -288,12 +261,12 @@ class RedisStore:
             tuple(granted), expired_active, expired_waiting, waiting, active, unclaimed, closed
         )
 
-    @_translated
+    @translated
     async def rooms(self) -> list[str]:
         rooms = await self._redis.zrange(self._global.rooms, 0, -1)
         return sorted(str(r) for r in rooms)
 
-    @_translated
+    @translated
     async def forget(self, room: str, idle_ms: int) -> bool:
         # Two scripts, as a cluster keeps the room set and the room's keys in different slots:
         # off the list when old (forget.lua), then back on when anyone is there (release.lua).
@@ -320,7 +293,7 @@ class RedisStore:
     async def _relist(self, room: str, now_ms: int) -> None:
         await self._list(keys=[self._global.rooms], args=[room, repr(now_ms / 1000)])
 
-    @_translated
+    @translated
     async def counts(self, room: str) -> RoomCounts:
         k = self.keys(room)
         keys = [k.waiting, k.active, k.stats, k.joins, k.cursor, k.waiting_seq]
@@ -328,12 +301,12 @@ class RedisStore:
         waiting, active, oldest = reply[0], reply[1], reply[6]
         return RoomCounts(room, int(waiting), int(active), _rate(reply[2:6]), int(oldest))
 
-    @_translated
+    @translated
     async def controls(self, room: str) -> dict[str, str]:
         found = await self._redis.hgetall(self.keys(room).control)
         return {str(k): str(v) for k, v in found.items()}
 
-    @_translated
+    @translated
     async def set_controls(self, room: str, changes: dict[str, str | None]) -> None:
         cleared = [field for field, value in changes.items() if value is None]
         updates = [x for f, v in changes.items() if v is not None for x in (f, v)]
@@ -341,41 +314,41 @@ class RedisStore:
             args: list[str | int] = [len(cleared), *cleared, *updates]
             await self._set_controls(keys=[self.keys(room).control], args=args)
 
-    @_translated
+    @translated
     async def ensure_seed(self, room: str, seed: str, commitment: str) -> str:
         return str(await self._seed(keys=[self.keys(room).control], args=[seed, commitment]))
 
-    @_translated
+    @translated
     async def prequeue(self, room: str, offset: int, limit: int) -> tuple[int, list[str]]:
         k = self.keys(room)
         total = int(await self._redis.zcard(k.prequeue))
         items = await self._redis.zrange(k.prequeue, offset, offset + limit - 1)
         return total, [session_of(str(item).partition(":")[2], room) for item in items]
 
-    @_translated
+    @translated
     async def rate_ms(self) -> int | None:
         value = await self._redis.hget(self._global.control, _RATE_MS_FIELD)
         return None if value is None else int(value)
 
-    @_translated
+    @translated
     async def set_rate_ms(self, ms: int | None) -> None:
         if ms is None:
             await self._redis.hdel(self._global.control, _RATE_MS_FIELD)
         else:
             await self._redis.hset(self._global.control, _RATE_MS_FIELD, str(ms))
 
-    @_translated
+    @translated
     async def audit(self, entry: dict[str, str]) -> None:
         fields: dict[Any, Any] = {"ts": self._now() or str(wall_clock())}
         fields.update(entry)
         await self._redis.xadd(self._global.audit, fields, maxlen=AUDIT_LIMIT, approximate=True)
 
-    @_translated
+    @translated
     async def audit_log(self, limit: int) -> list[dict[str, str]]:
         entries: list[Any] = await self._redis.xrevrange(self._global.audit, count=limit) or []
         return [{str(k): str(v) for k, v in fields.items()} for _, fields in entries]
 
-    @_translated
+    @translated
     async def ping(self) -> None:
         # On a cluster PING goes to one node: a node that is down fails its own rooms (with
         # StoreError), but readiness must not take every replica out of rotation for it.
@@ -384,7 +357,8 @@ class RedisStore:
         else:
             await self._redis.ping()
 
-    async def _reconnect(self) -> None:
+    async def reconnect(self) -> None:
+        """Drop every pooled connection: the next calls connect again (after a failover)."""
         if self._lean is not None:
             self._lean.disconnect()
         pool = getattr(self._redis, "connection_pool", None)
