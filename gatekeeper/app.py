@@ -138,12 +138,15 @@ class WaitingRoom(Gate):
             )
         self.runtime = runtime
         self.settings = s = runtime.settings
+        pages = PageRenderer(
+            s.gate.waiting_template or None, template_dir=s.gate.template_dir or None
+        )
         routes = Routes(PathRules(s.gate, s.rooms.default_room), runtime.rooms)
         parts = GateParts(
             routes=routes,
             admission=runtime.admission,
             forwarding=Forwarding(app, runtime.admission, runtime.metrics, s, runtime.store),
-            responses=Responses(runtime.rooms, PageRenderer(s.gate.waiting_template or None), s),
+            responses=Responses(runtime.rooms, pages, s),
             auth=AuthRequest(routes, runtime.admission, runtime.metrics),
             endpoints=runtime.endpoints(root=False),
             metrics=runtime.metrics,

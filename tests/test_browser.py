@@ -293,17 +293,31 @@ async def test_a_prequeue_counts_down_then_admits_and_queues_by_the_draw(
         outcome: list[str] = []
         while time.monotonic() < deadline:
             outcome = [await _state(page) for page in pages]
-            if sorted(outcome) == ["0", "site", "site"]:
+            if sorted(outcome) == ["site", "site", "waiting"]:
                 break
             await pages[0].wait_for_timeout(250)
-        assert sorted(outcome) == ["0", "site", "site"], outcome
+        assert sorted(outcome) == ["site", "site", "waiting"], outcome
         assert time.time() * 1000 >= starts_ms, "nobody was let in before the start"
+        # Sold out: the waiting page turns into the closed page by itself, and stays.
+        async with httpx.AsyncClient(base_url=onsale_demo.url) as admin:
+            r = await admin.post(
+                "/_gatekeeper/admin/rooms/default:close",
+                headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            assert r.status_code == 200, r.text
+        waiting = pages[outcome.index("waiting")]
+        await expect(waiting.get_by_role("heading", name="This sale has closed")).to_be_visible()
+        late = await new_visitor(browser)
+        pages.append(late)
+        await late.goto(f"{onsale_demo.url}/")
+        await expect(late.get_by_role("heading", name="This sale has closed")).to_be_visible()
+        await expect(late.locator("#gk-room")).to_have_count(0)
     finally:
         await close_all(pages)
 
 
 async def _state(page: Page) -> str:
-    """What a page shows: the site, the pre-queue, or the waiting page's position."""
+    """What a page shows: the site, the pre-queue, or the waiting page with a position."""
     try:
         return str(
             await page.evaluate(
@@ -312,7 +326,8 @@ async def _state(page: Page) -> str:
                   const room = document.getElementById("gk-room");
                   if (!room) return "loading";
                   if (document.getElementById("gk-prequeue")) return "prequeue";
-                  return room.getAttribute("data-position") || "?";
+                  const position = room.getAttribute("data-position") || "";
+                  return /^[0-9]+$/.test(position) ? "waiting" : "no position";
                 }"""
             )
         )

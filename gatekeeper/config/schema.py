@@ -240,6 +240,8 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("gate.waiting-status", Kind.INT, **_one_of(200, 202, 429, 503)),
     Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
          what="empty or the path of an existing file"),
+    Leaf("gate.template-dir", Kind.STR, check=lambda p: not p or os.path.isdir(p),
+         what="empty or the path of an existing directory"),
     Leaf("gate.failure-policy", Kind.STR, **_member_of(FailurePolicy)),
     Leaf("gate.bind-pass", Kind.STR, **_member_of(BindPass)),
     Leaf("gate.cookie.name", Kind.STR, check=_TOKEN.fullmatch,

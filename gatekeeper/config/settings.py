@@ -271,6 +271,9 @@ class GateSettings:
     static_prefix: str = "/_gatekeeper"
     waiting_status: int = 200
     waiting_template: str = ""
+    template_dir: str = ""
+    """A directory whose waiting.html, notice.html, closed.html, unavailable.html replace the
+    packaged pages ("" = the packaged ones)."""
     failure_policy: FailurePolicy = FailurePolicy.CLOSED
     bind_pass: BindPass = BindPass.NONE
     """What a visitor's cookie is bound to; a cookie presented from elsewhere counts as none."""

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
-import mimetypes
+import os
 from dataclasses import dataclass
 from enum import Enum
-from functools import cache
 from html import escape
-from importlib import resources
-from string import Template
 
-from gatekeeper.errors import ConfigError
+from gatekeeper.web.templates import (
+    Compiled,
+    asset_url,
+    compile_template,
+    fill,
+    read_template,
+    static_file,
+    template_text,
+)
 
 __all__ = [
     "PageRenderer",
@@ -27,8 +31,6 @@ __all__ = [
     "describe_wait",
     "static_file",
 ]
-
-_PACKAGE = "gatekeeper.web"
 
 WAITING_PLACEHOLDERS = frozenset(
     {
@@ -93,15 +95,6 @@ class Notice(Enum):
         self.code = code
         self.title = title
         self.message = message
-
-
-_CONTENT_TYPES = {
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".txt": "text/plain; charset=utf-8",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,88 +167,6 @@ def describe_wait(seconds: int | None) -> str:
     return "more than a day"
 
 
-# A template compiled once into alternating literal text and placeholder names, so a render is
-# one join rather than a regex pass over the whole page.
-_Compiled = tuple[tuple[str, str | None], ...]
-
-
-def _compile(text: str, allowed: frozenset[str], origin: str) -> _Compiled:
-    pattern = Template.pattern
-    parts: list[tuple[str, str | None]] = []
-    literal: list[str] = []
-    pos = 0
-    for match in pattern.finditer(text):
-        literal.append(text[pos : match.start()])
-        pos = match.end()
-        if match.group("escaped") is not None:
-            literal.append("$")
-            continue
-        name = match.group("named") or match.group("braced")
-        if name is None:
-            line = text.count("\n", 0, match.start()) + 1
-            raise ConfigError(f"template {origin}: stray '$' on line {line} (write $$ for a $)")
-        if name not in allowed:
-            known = ", ".join(sorted(allowed))
-            raise ConfigError(f"template {origin}: unknown placeholder ${name} (known: {known})")
-        parts.append(("".join(literal), name))
-        literal = []
-    literal.append(text[pos:])
-    parts.append(("".join(literal), None))
-    return tuple(parts)
-
-
-def _fill(compiled: _Compiled, values: dict[str, str]) -> bytes:
-    out: list[str] = []
-    for literal, name in compiled:
-        out.append(literal)
-        if name is not None:
-            out.append(values[name])
-    return "".join(out).encode("utf-8")
-
-
-@cache
-def _packaged_template(name: str) -> str:
-    return (resources.files(_PACKAGE) / "templates" / name).read_text(encoding="utf-8")
-
-
-def _read_template(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"template {path}: cannot read it ({exc})") from exc
-
-
-@cache
-def _static_files() -> dict[str, tuple[bytes, str]]:
-    files: dict[str, tuple[bytes, str]] = {}
-    for entry in (resources.files(_PACKAGE) / "static").iterdir():
-        if not entry.is_file() or entry.name.startswith("."):
-            continue
-        suffix = entry.name[entry.name.rfind(".") :] if "." in entry.name else ""
-        ctype = _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(entry.name)[0]
-        files[entry.name] = (entry.read_bytes(), ctype or "application/octet-stream")
-    return files
-
-
-def static_file(name: str) -> tuple[bytes, str] | None:
-    """Content and content-type of a packaged static file, or None for any other name."""
-    if not name or "/" in name or "\\" in name or ".." in name or "\0" in name:
-        return None
-    return _static_files().get(name)
-
-
-@cache
-def _static_version(name: str) -> str:
-    found = static_file(name)
-    return hashlib.sha256(found[0]).hexdigest()[:12] if found else "0"
-
-
-def _asset_url(prefix: str, name: str) -> str:
-    # The content hash in the query lets the gate serve these with a long cache lifetime.
-    return f"{prefix.rstrip('/')}/{name}?v={_static_version(name)}"
-
-
 def _element(tag: str, attrs: dict[str, str], inner: str = "") -> str:
     pairs = " ".join(f'{key}="{escape(value, quote=True)}"' for key, value in attrs.items())
     return f"<{tag} {pairs}>{inner}</{tag}>"
@@ -316,22 +227,29 @@ class PageRenderer:
         template_path: str | None = None,
         *,
         unavailable_template_path: str | None = None,
+        template_dir: str | None = None,
     ) -> None:
-        """Load the packaged templates, or the given files, which use the same placeholders."""
+        """Load the templates: each page's file in `template_dir` when there is one (waiting,
+        notice, closed, unavailable .html), else the packaged one; `template_path` is the
+        waiting page's, `unavailable_template_path` the "right back" page's, over both."""
         if template_path is None:
-            waiting_text, waiting_origin = _packaged_template("waiting.html"), "waiting.html"
+            waiting = template_text("waiting.html", template_dir)
         else:
-            waiting_text, waiting_origin = _read_template(template_path), template_path
-        self._waiting = _compile(waiting_text, WAITING_PLACEHOLDERS, waiting_origin)
-        notice = _packaged_template("notice.html")
-        self._notice = _compile(notice, NOTICE_PLACEHOLDERS, "notice.html")
-        closed = _packaged_template("closed.html")
-        self._closed = _compile(closed, CLOSED_PLACEHOLDERS, "closed.html")
-        # Without a template of its own the "right back" page is the packaged notice.
-        self._unavailable: _Compiled | None = None
+            waiting = read_template(template_path), template_path
+        self._waiting = compile_template(waiting[0], WAITING_PLACEHOLDERS, waiting[1])
+        notice = template_text("notice.html", template_dir)
+        self._notice = compile_template(notice[0], NOTICE_PLACEHOLDERS, notice[1])
+        closed = template_text("closed.html", template_dir)
+        self._closed = compile_template(closed[0], CLOSED_PLACEHOLDERS, closed[1])
+        # Without a template of its own the "right back" page is the notice page.
+        self._unavailable: Compiled | None = None
+        if unavailable_template_path is None and template_dir:
+            own = os.path.join(template_dir, "unavailable.html")
+            unavailable_template_path = own if os.path.isfile(own) else None
         if unavailable_template_path is not None:
-            text = _read_template(unavailable_template_path)
-            self._unavailable = _compile(text, UNAVAILABLE_PLACEHOLDERS, unavailable_template_path)
+            text = read_template(unavailable_template_path)
+            origin = unavailable_template_path
+            self._unavailable = compile_template(text, UNAVAILABLE_PLACEHOLDERS, origin)
 
     def render_waiting(self, view: WaitingView) -> bytes:
         """The waiting page for one visitor as UTF-8 HTML."""
@@ -353,22 +271,22 @@ class PageRenderer:
             "refresh_text": "second" if refresh == 1 else f"{refresh} seconds",
             "status_url": view.status_url,
             "static_prefix": view.static_prefix.rstrip("/"),
-            "css_url": _asset_url(view.static_prefix, "waiting.css"),
-            "js_url": _asset_url(view.static_prefix, "waiting.js"),
+            "css_url": asset_url(view.static_prefix, "waiting.css"),
+            "js_url": asset_url(view.static_prefix, "waiting.js"),
             "joined_position": "" if view.joined_position is None else str(view.joined_position),
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
         escaped["progress_attrs"] = _progress_attrs(position or 0, view.joined_position)
         escaped["challenge"] = _challenge_html(view)
         escaped["prequeue"] = _prequeue_html(view)
-        return _fill(self._waiting, escaped)
+        return fill(self._waiting, escaped)
 
     def render_unavailable(self, retry_after_s: int) -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""
         if self._unavailable is None:
             return self.render_notice(Notice.UNAVAILABLE, retry_after_s)
         seconds = max(1, int(retry_after_s))
-        return _fill(
+        return fill(
             self._unavailable,
             {"retry_after": str(seconds), "retry_after_text": _after_text(seconds)},
         )
@@ -382,13 +300,13 @@ class PageRenderer:
             "retry_after": str(seconds),
             "retry_after_text": _after_text(seconds),
         }
-        return _fill(self._notice, {k: escape(v, quote=True) for k, v in values.items()})
+        return fill(self._notice, {k: escape(v, quote=True) for k, v in values.items()})
 
     def render_closed(self) -> bytes:
         """The page of a closed room (sold out): no refresh and no script, so a waiter's page
         that reloaded into it stops polling."""
         values = {"title": Notice.CLOSED.title, "message": Notice.CLOSED.message}
-        return _fill(self._closed, {k: escape(v, quote=True) for k, v in values.items()})
+        return fill(self._closed, {k: escape(v, quote=True) for k, v in values.items()})
 
 
 def _after_text(seconds: int) -> str:

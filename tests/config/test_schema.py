@@ -91,6 +91,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.processing.batch-size", [1]),
     ("waitingroom.processing.new-visitors-per-minute", -1),
     ("waitingroom.processing.max-waiting", -1),
+    ("waitingroom.gate.template-dir", "/no/such/directory"),
     ("waitingroom.gate.challenge.kind", "captcha"),
     ("waitingroom.gate.challenge.difficulty", 33),
     ("waitingroom.gate.challenge.verify-url", "ftp://verify.example"),

@@ -13,6 +13,7 @@ import pytest
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.web.pages import (
+    Notice,
     PageRenderer,
     WaitingView,
     describe_position,
@@ -228,3 +229,20 @@ def test_waiting_js_parses() -> None:
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_template_directory_replaces_the_pages_it_has(tmp_path: Path) -> None:
+    (tmp_path / "closed.html").write_text("<h1>${title}</h1><p>Sold out, sorry. ${message}</p>")
+    (tmp_path / "notice.html").write_text("<p>${title}: ${message} (${retry_after_text})</p>")
+    renderer = PageRenderer(template_dir=str(tmp_path))
+    closed = renderer.render_closed().decode()
+    assert closed.startswith("<h1>This sale has closed</h1><p>Sold out, sorry.")
+    assert renderer.render_notice(Notice.QUEUE_FULL, 30).decode().startswith("<p>The line is full")
+    assert renderer.render_unavailable(5).decode().startswith("<p>We&#x27;ll be right back")
+    waiting = renderer.render_waiting(
+        WaitingView("s", "WAITING", 3, None, 1000, "/api/x", "/_gatekeeper")
+    ).decode()
+    assert 'id="gk-room"' in waiting, "a page the directory lacks stays the packaged one"
+    (tmp_path / "closed.html").write_text("<p>${seed}</p>")
+    with pytest.raises(ConfigError, match="unknown placeholder"):
+        PageRenderer(template_dir=str(tmp_path))
