@@ -65,6 +65,7 @@ def test_prequeue_order_is_shuffled_and_later_arrivals_are_fifo_behind_it(
     pre, later = _split(run)
     assert later, "no later arrival was admitted"
     assert abs(result["tau_prequeue"]) < 0.1
+    assert abs(result["tau_prequeue_loyal"]) < 0.1  # those whose admission abandonment can't bias
     assert later == sorted(later)  # FIFO: admission order is arrival order
     assert result["tau_later"] > 0.999
     seq = {i: n for n, i in enumerate(run.order)}
