@@ -172,15 +172,16 @@ class Rooms:
         return after
 
     def status_body(self, ticket: Ticket) -> dict[str, object]:
-        """See `schedule.status_body`, for this ticket's room; with an event also its `phase`,
-        and in the pre-queue `startsAt` and no position (everyone in it is equal)."""
+        """See `schedule.status_body`, for this ticket's room, with its `phase` (`open` or
+        `closed` without an event); in a pre-queue also `startsAt`, and no position (everyone in
+        it is equal until the draw)."""
         room = ticket.room
         polling = self._settings.polling
         body = schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room))
+        phase = self.phase(room)
+        body["phase"] = phase.value
         event = self._events.get(room)
         if event is not None:
-            phase = self.phase(room)
-            body["phase"] = phase.value
             if phase is Phase.PREQUEUE and ticket.status is Status.WAITING:
                 body["position"] = None
                 body["estimatedWaitSeconds"] = None

@@ -31,7 +31,8 @@ async def test_waiting_visitor_asking_for_json_gets_the_status_object(
     r = await bob.get("/seats", headers={"accept": "application/json"})
     body = r.json()
     assert body["status"] == "WAITING" and body["position"] == 0
-    assert set(body) == {"sessionId", "status", "position", "estimatedWaitSeconds", "pollAfterMs"}
+    keys = {"sessionId", "status", "position", "estimatedWaitSeconds", "pollAfterMs", "phase"}
+    assert set(body) == keys and body["phase"] == "open"
 
 
 async def test_configured_waiting_status_code():

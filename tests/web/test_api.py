@@ -61,7 +61,8 @@ async def test_queue_flow_poll_and_leave(app: Service, client: httpx.AsyncClient
     assert [p["status"] for p in polls] == ["ACTIVE", "ACTIVE", "WAITING", "WAITING"]
     assert [p["position"] for p in polls[2:]] == [0, 1]
     for p in polls:
-        assert set(p) == {"sessionId", "status", "position", "estimatedWaitSeconds", "pollAfterMs"}
+        keys = {"sessionId", "status", "position", "estimatedWaitSeconds", "pollAfterMs", "phase"}
+        assert set(p) == keys and p["phase"] == "open"
         assert 1000 <= p["pollAfterMs"] <= 20000
     r = await client.post(f"{PREFIX}/sessions/{ids[0]}:leave")
     assert r.status_code == 204
