@@ -333,3 +333,28 @@ async def _state(page: Page) -> str:
         )
     except Exception:  # navigating: the page is between two documents
         return "loading"
+
+
+async def test_a_message_to_the_line_appears_on_a_waiting_page_by_itself(
+    browser: Browser, onsale_demo: Demo
+) -> None:
+    import httpx
+
+    first, second, third = [await new_visitor(browser) for _ in range(3)]
+    try:
+        await open_site(first, onsale_demo)
+        await open_site(second, onsale_demo)
+        await open_waiting(third, onsale_demo)
+        await expect(third.locator("#gk-message")).to_be_hidden()
+        async with httpx.AsyncClient(base_url=onsale_demo.url) as admin:
+            r = await admin.patch(
+                "/_gatekeeper/admin/rooms/default",
+                json={"message": "Extra seats released at 8 <pm>"},
+                headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            assert r.status_code == 200, r.text
+        # No reload: the next status poll brings it, as text.
+        await expect(third.locator("#gk-message")).to_have_text("Extra seats released at 8 <pm>")
+        await expect(third.locator("#gk-message")).to_be_visible()
+    finally:
+        await close_all([first, second, third])

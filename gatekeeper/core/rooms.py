@@ -11,7 +11,7 @@ from gatekeeper.config.settings import RoomOverride, Settings
 from gatekeeper.core import schedule
 from gatekeeper.core.events import LiveEvent, Phase, phase_at, read_event
 from gatekeeper.ids import ROOM_ID
-from gatekeeper.store.base import Control, Mode, RoomPolicy, Status, Ticket
+from gatekeeper.store.base import MESSAGE_FIELD, Control, Mode, RoomPolicy, Status, Ticket
 
 
 def _ms(override: float | None, default: float) -> int:
@@ -173,13 +173,16 @@ class Rooms:
 
     def status_body(self, ticket: Ticket) -> dict[str, object]:
         """See `schedule.status_body`, for this ticket's room, with its `phase` (`open` or
-        `closed` without an event); in a pre-queue also `startsAt`, and no position (everyone in
-        it is equal until the draw)."""
+        `closed` without an event) and the operator's `message` when there is one; in a
+        pre-queue also `startsAt`, and no position (everyone in it is equal until the draw)."""
         room = ticket.room
         polling = self._settings.polling
         body = schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room))
         phase = self.phase(room)
         body["phase"] = phase.value
+        message = self._live.get(room, {}).get(MESSAGE_FIELD)
+        if message:
+            body["message"] = message
         event = self._events.get(room)
         if event is not None:
             if phase is Phase.PREQUEUE and ticket.status is Status.WAITING:

@@ -65,6 +65,7 @@ class Responses:
             room=ticket.room,
             challenge=decision.challenge,
             starts_at=starts_at if isinstance(starts_at, str) else "",
+            message=str(body.get("message", "")),
         )
         await send_bytes(send, self._status, self._pages.render_waiting(view), _HTML, headers)
 

@@ -197,6 +197,12 @@ class Control(StrEnum):
     MODE = "mode"
 
 
+MESSAGE_FIELD = "message"
+"""The control-hash field of an operator's message to a room's waiters (plain text)."""
+MAX_MESSAGE = 500
+"""Characters an operator's message may have."""
+
+
 class EventField(StrEnum):
     """A room's on-sale event, kept as fields of its control hash (set through
     `Operations.set_controls`, read by the scripts: `event_phase` in lib.lua). Instants are

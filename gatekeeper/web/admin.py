@@ -15,7 +15,15 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
-from gatekeeper.store.base import Control, EndReason, EventField, Mode, Store
+from gatekeeper.store.base import (
+    MAX_MESSAGE,
+    MESSAGE_FIELD,
+    Control,
+    EndReason,
+    EventField,
+    Mode,
+    Store,
+)
 from gatekeeper.web.events import EventProblem, Events, parse_schedule
 from gatekeeper.web.json_body import read_object
 
@@ -176,6 +184,12 @@ class AdminAPI:
                     modes = ", ".join(m.value for m in Mode)
                     return await send_error(send, 400, "bad_request", f"mode: one of {modes}")
                 changes[Control.MODE] = None if value in (None, Mode.OPEN) else str(value)
+            elif key == MESSAGE_FIELD:
+                if value is not None and not (isinstance(value, str) and len(value) <= MAX_MESSAGE):
+                    problem = f"message: text of {MAX_MESSAGE} characters at most, or null"
+                    return await send_error(send, 400, "bad_request", problem)
+                # Empty (or blank) clears it, as null does.
+                changes[MESSAGE_FIELD] = (value or "").strip() or None
             elif key in _FIELDS:
                 field, lo, hi = _FIELDS[key]
                 if value is not None and not _int_in(value, lo, hi):

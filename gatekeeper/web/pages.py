@@ -53,6 +53,7 @@ WAITING_PLACEHOLDERS = frozenset(
         "progress_attrs",
         "challenge",
         "prequeue",
+        "message",
     }
 )
 """Every `${name}` a waiting-page template may use; all values arrive HTML-escaped."""
@@ -128,6 +129,8 @@ class WaitingView:
     challenge: ChallengeView | None = None
     starts_at: str = ""
     """In an event's pre-queue: when the sale starts (ISO 8601, UTC); "" otherwise."""
+    message: str = ""
+    """The operator's message to the room's waiters (plain text; "" = none)."""
 
 
 def describe_position(status: str, position: int | None) -> str:
@@ -279,6 +282,10 @@ class PageRenderer:
         escaped["progress_attrs"] = _progress_attrs(position or 0, view.joined_position)
         escaped["challenge"] = _challenge_html(view)
         escaped["prequeue"] = _prequeue_html(view)
+        # Always there (hidden when empty), so the page's script can show a message that comes.
+        hidden = {} if view.message else {"hidden": ""}
+        attrs = {"id": "gk-message", "class": "gk-message", "role": "status", **hidden}
+        escaped["message"] = _element("p", attrs, escape(view.message))
         return fill(self._waiting, escaped)
 
     def render_unavailable(self, retry_after_s: int) -> bytes:

@@ -217,3 +217,33 @@ async def test_origin_gets_a_request_id(site: Site):
         assert len(r.json()["headers"]["x-request-id"]) == 32
         r = await c.get("/", headers={"x-request-id": "abc"})
         assert r.json()["headers"]["x-request-id"] == "abc"
+
+
+async def test_a_message_reaches_every_waiter_within_one_poll(site: Site, admin: httpx.AsyncClient):
+    clients = await visit(site, 3)  # two admitted, one waiting
+    waiter = clients[2]
+    text = 'Doors open at 7 <b>sharp</b> & "no" refunds'
+    r = await admin.patch(f"{ADMIN}/rooms/default", json={"message": text})
+    assert r.status_code == 200 and r.json()["controls"]["message"] == text
+    body = (await waiter.get("/", headers={"accept": "application/json"})).json()
+    assert body["status"] == "WAITING" and body["message"] == text
+    page = (await waiter.get("/")).text
+    assert "Doors open at 7 &lt;b&gt;sharp&lt;/b&gt; &amp; &quot;no&quot; refunds" in page
+    assert "<b>sharp</b>" not in page
+    # Another replica sees it at its next tick (the message is in the room's controls).
+    other = WaitingRoom(Origin(), runtime=Runtime(site.runtime.settings, store=site.runtime.store,
+                                                  clock=site.clock))  # fmt: skip
+    await other.runtime.granter.tick()
+    sid = site.gate.codec.loads(waiter.cookies["gk_session"]).session_id  # type: ignore[union-attr]
+    transport = httpx.ASGITransport(app=other)
+    async with httpx.AsyncClient(transport=transport, base_url="https://shop.test") as c:
+        polled = (await c.get(f"/api/waiting-room/sessions/{sid}")).json()
+    assert polled["message"] == text
+    for bad in ("x" * 501, 5, ["a"]):
+        r = await admin.patch(f"{ADMIN}/rooms/default", json={"message": bad})
+        assert r.status_code == 400
+    await admin.patch(f"{ADMIN}/rooms/default", json={"message": ""})
+    body = (await waiter.get("/", headers={"accept": "application/json"})).json()
+    assert "message" not in body
+    assert 'id="gk-message" class="gk-message" role="status" hidden' in (await waiter.get("/")).text
+    await close(clients)

@@ -154,6 +154,12 @@
   }
 
   function update(data) {
+    var messageEl = document.getElementById("gk-message");
+    if (messageEl) {
+      // The operator's message, as plain text (textContent never parses HTML).
+      setText(messageEl, typeof data.message === "string" ? data.message : "");
+      messageEl.hidden = !messageEl.textContent;
+    }
     if (data.phase === "prequeue") {
       // Everyone in the pre-queue is equal until the draw at the start: no position yet.
       setText(positionEl, "You're in the pre-queue: your place is drawn at the start");
