@@ -209,6 +209,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("lifecycle.claim-window", Kind.SECS, gt=0),
     Leaf("lifecycle.idle-timeout", Kind.SECS, gt=0),
     Leaf("lifecycle.retention", Kind.SECS, gt=0),
+    Leaf("lifecycle.max-session", Kind.SECS, 0),
     Leaf("polling.min-ms", Kind.MS, 100, 600_000),
     Leaf("polling.max-ms", Kind.MS, 100, 600_000),
     Leaf("rooms.default-room", Kind.STR, check=ROOM_ID.fullmatch, what=_ROOM_IS),

@@ -104,6 +104,8 @@ class LifecycleSettings:
     claim_window: float = 60.0
     idle_timeout: float = 300.0
     retention: float = 3600.0
+    max_session: float = 0.0
+    """An admitted visitor's session ends this long after its grant, however busy (0: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ class RoomOverride:
     claim_window: float | None = None
     idle_timeout: float | None = None
     retention: float | None = None
+    max_session: float | None = None
     challenge: ChallengeKind | None = None
     bind_pass: BindPass | None = None
     event: EventSettings | None = None

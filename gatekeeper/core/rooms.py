@@ -29,6 +29,7 @@ def policy_for(settings: Settings, room: str) -> RoomPolicy:
         claim_window_ms=_ms(o.claim_window, lc.claim_window),
         idle_timeout_ms=_ms(o.idle_timeout, lc.idle_timeout),
         retention_ms=_ms(o.retention, lc.retention),
+        max_session_ms=round((lc.max_session if o.max_session is None else o.max_session) * 1000),
         per_minute=_pick(o.new_visitors_per_minute, p.new_visitors_per_minute),
         max_waiting=_pick(o.max_waiting, p.max_waiting),
         client_joins_per_minute=_pick(o.client_joins_per_minute, p.client_joins_per_minute),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from gatekeeper.config.events import format_instant
 from gatekeeper.config.settings import PollingSettings
 from gatekeeper.store.base import TERMINAL, RoomPolicy, Status, Ticket
 
@@ -65,4 +66,6 @@ def status_body(
     }
     if ticket.status in TERMINAL:
         body["reason"] = None if ticket.reason is None else ticket.reason.value
+    if ticket.status is Status.ACTIVE and ticket.ends_at is not None:
+        body["endsAt"] = format_instant(ticket.ends_at)  # max-session: the hard end
     return body

@@ -58,6 +58,8 @@ class EndReason(StrEnum):
     """An operator revoked the session."""
     CLOSED = "closed"
     """A waiter whose room was closed (sold out)."""
+    SESSION_LIMIT = "session_limit"
+    """An admitted visitor reached the room's `max-session`, however busy."""
 
     @property
     def status(self) -> Status:
@@ -83,6 +85,8 @@ class RoomPolicy:
     """Joins one client (see `Entry.client`) may make per minute, sustained (0 = no limit)."""
     client_join_burst: int = 1
     """Joins one client may make at once before its per-minute limit applies."""
+    max_session_ms: int = 0
+    """An admitted session ends this long after its grant, however busy (0 = no cap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ class Ticket:
     reason: EndReason | None = None
     """Why the session ended (LEFT or EXPIRED); None while it is WAITING or ACTIVE, and for a
     session that ended before reasons were kept."""
+    ends_at: int | None = None
+    """An ACTIVE session's hard end (`grantedAt + max-session`, epoch ms); None without a cap."""
     ended: bool = False
     """This very call ended the session (a poll past a deadline, or of a waiter in a closed
     room): the caller is the one to count it."""
@@ -145,12 +151,15 @@ class GrantReport:
     """Of `expired_active`, places never claimed (claim_timeout; the rest idle_timeout)."""
     closed: int = 0
     """Of `expired_waiting`, waiters of a closed room (closed; the rest waiting_timeout)."""
+    limited: int = 0
+    """Of `expired_active`, sessions that reached the room's max-session (session_limit)."""
 
     def ended(self) -> dict[EndReason, int]:
         """The sessions this step ended, by reason (reasons with none left out)."""
         counts = {
             EndReason.CLAIM_TIMEOUT: self.unclaimed,
-            EndReason.IDLE_TIMEOUT: self.expired_active - self.unclaimed,
+            EndReason.SESSION_LIMIT: self.limited,
+            EndReason.IDLE_TIMEOUT: self.expired_active - self.unclaimed - self.limited,
             EndReason.WAITING_TIMEOUT: self.expired_waiting - self.closed,
             EndReason.CLOSED: self.closed,
         }

@@ -48,6 +48,7 @@ from gatekeeper.store.memory_state import (
     SessionState,
     Walk,
     bucket,
+    capped,
     controls_of,
     event_phase,
     prequeue_rank,
@@ -87,7 +88,8 @@ class MemoryStore(MemoryOperations):
             ahead = max(0, min(session.seq - room.head - 1, waiting - 1))
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
         reason = None if session is None else session.reason
-        return Ticket(sid, room_id, status, ahead, waiting, active, rate, reason, ended)
+        ends = session.ends_at if session is not None and status is Status.ACTIVE else None
+        return Ticket(sid, room_id, status, ahead, waiting, active, rate, reason, ends, ended)
 
     def _session(self, session_id: str) -> SessionState | None:
         """The session an id names, looked up in the room the id names (`room_of`)."""
@@ -149,13 +151,12 @@ class MemoryStore(MemoryOperations):
         r.seq += 1
         session = SessionState(room, Status.WAITING, r.seq, user_id, now)
         if at_once:
-            session.status = Status.ACTIVE
             spend(r, now, tokens, 1)
             r.head = r.seq
             # A lazy join's place is claimed by its first poll; any other from the start.
             session.claimed = not entry.lazy
             lease = policy.idle_timeout_ms if session.claimed else policy.claim_window_ms
-            r.active.add(session_id, now + lease)
+            r.active.add(session_id, session.admit(now, lease, policy.max_session_ms))
         elif prequeue:
             # Not in the joins stream: in the pre-queue, by rank key (or arrival order).
             r.waiting.add(session_id, now)
@@ -199,12 +200,15 @@ class MemoryStore(MemoryOperations):
                 ended = True
         elif session.status is Status.ACTIVE:
             lease = room.active.scores.get(session_id)
-            if lease is not None and lease > now:
-                room.active.add(session_id, max(lease, now + policy.idle_timeout_ms))
+            at_end = session.ends_at is not None and now >= session.ends_at
+            if lease is not None and lease > now and not at_end:
+                renewed = max(lease, now + policy.idle_timeout_ms)
+                room.active.add(session_id, capped(renewed, session.ends_at))
                 session.claimed = True
             else:
                 room.active.remove(session_id)
-                self._finish(session_id, session, timed_out(session), now, policy.retention_ms)
+                reason = timed_out(session, now)
+                self._finish(session_id, session, reason, now, policy.retention_ms)
                 ended = True
         elif session.ended_at + policy.retention_ms <= now:
             del self._sessions[session_id]
@@ -239,7 +243,7 @@ class MemoryStore(MemoryOperations):
         for sid in scored.due(max_score, REAP_LIMIT):
             session = self._sessions.get(sid)
             if session is not None and session.status is status:
-                reason = timed_out(session)
+                reason = timed_out(session, now)
                 self._finish(sid, session, reason, now, ret)
                 ended.append(reason)
                 if status is Status.WAITING:
@@ -272,8 +276,8 @@ class MemoryStore(MemoryOperations):
             walk.closed += 1
         else:
             # Not claimed yet: the first poll claims it.
-            session.status = Status.ACTIVE
-            r.active.add(sid, walk.now + walk.policy.claim_window_ms)
+            p = walk.policy
+            r.active.add(sid, session.admit(walk.now, p.claim_window_ms, p.max_session_ms))
             walk.granted.append(sid)
 
     async def grant(self, room: str, policy: RoomPolicy) -> GrantReport:
@@ -331,9 +335,17 @@ class MemoryStore(MemoryOperations):
             record_grants(r, now, len(granted))
         self._forget_retired(now)
         unclaimed = lapsed.count(EndReason.CLAIM_TIMEOUT)
+        limited = lapsed.count(EndReason.SESSION_LIMIT)
         waiting, active = len(r.waiting), len(r.active)
         return GrantReport(
-            tuple(granted), len(lapsed), expired_waiting, waiting, active, unclaimed, closed
+            tuple(granted),
+            len(lapsed),
+            expired_waiting,
+            waiting,
+            active,
+            unclaimed,
+            closed,
+            limited,
         )
 
     async def rooms(self) -> list[str]:

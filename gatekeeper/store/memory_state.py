@@ -142,13 +142,29 @@ class SessionState:
     """Polled since its grant (Redis: the hash's `claimed` field): its lease is the idle
     timeout, and it ends as idle_timeout rather than claim_timeout."""
     reason: EndReason | None = None
+    ends_at: int | None = None
+    """An admitted session's hard end (its grant + max-session; `hard_end` in lib.lua)."""
+
+    def admit(self, now: int, lease_ms: int, max_session_ms: int) -> int:
+        """Turn ACTIVE at `now` for `lease_ms`, capped by the hard end: the lease's expiry."""
+        self.status = Status.ACTIVE
+        self.ends_at = now + max_session_ms if max_session_ms > 0 else None
+        return capped(now + lease_ms, self.ends_at)
 
 
-def timed_out(session: SessionState) -> EndReason:
-    """Why a session past its deadline ends (`lapsed` in lib.lua): a silent waiter, or a lease
-    that ran out before the place was claimed or after."""
+def capped(lease: int, ends_at: int | None) -> int:
+    """A lease that never reaches past a session's hard end (`capped` in lib.lua)."""
+    return lease if ends_at is None else min(lease, ends_at)
+
+
+def timed_out(session: SessionState, now: int) -> EndReason:
+    """Why a session past its deadline at `now` ends (`expiry_reason` in lib.lua): a silent
+    waiter, an admitted visitor at its hard end, or a lease that ran out before the place was
+    claimed or after."""
     if session.status is Status.WAITING:
         return EndReason.WAITING_TIMEOUT
+    if session.ends_at is not None and now >= session.ends_at:
+        return EndReason.SESSION_LIMIT
     return EndReason.IDLE_TIMEOUT if session.claimed else EndReason.CLAIM_TIMEOUT
 
 

@@ -106,6 +106,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.lifecycle.claim-window", float("inf")),
     ("waitingroom.lifecycle.idle-timeout", -1),
     ("waitingroom.lifecycle.retention", "forever"),
+    ("waitingroom.lifecycle.max-session", -1),
     ("waitingroom.polling.min-ms", 99),
     ("waitingroom.polling.max-ms", 600_001),
     ("waitingroom.rooms.default-room", "no/slash"),

@@ -65,4 +65,11 @@ def test_a_session_ends_as_left_only_when_it_left() -> None:
         EndReason.IDLE_TIMEOUT: Status.EXPIRED,
         EndReason.REVOKED: Status.EXPIRED,
         EndReason.CLOSED: Status.EXPIRED,
+        EndReason.SESSION_LIMIT: Status.EXPIRED,
     }
+
+
+def test_an_admitted_session_with_a_cap_tells_when_it_ends() -> None:
+    capped = Ticket("x", "default", Status.ACTIVE, 0, 0, 1, 0.0, None, 1_796_752_800_000)
+    assert status_body(capped, POLLING, POLICY, 50.0)["endsAt"] == "2026-12-08T18:00:00.000Z"
+    assert "endsAt" not in status_body(ticket(Status.ACTIVE), POLLING, POLICY, 50.0)

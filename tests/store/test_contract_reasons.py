@@ -263,3 +263,40 @@ async def test_a_reopened_room_lets_joins_in_again(store: Store, policy: RoomPol
     waiter = await store.join(ROOM, new_session_id(ROOM), policy)
     assert waiter.status is Status.WAITING
     assert (await poll(store, waiter.session_id, policy)).status is Status.WAITING
+
+
+async def test_an_admitted_session_ends_at_its_max_session_however_busy(
+    store: Store, policy: RoomPolicy, clock: FakeClock
+):
+    capped = replace(policy, max_session_ms=90_000, idle_timeout_ms=60_000)
+    sid = new_session_id(ROOM)
+    joined = await store.join(ROOM, sid, capped)
+    assert joined.status is Status.ACTIVE and joined.ends_at == clock.now + 90_000
+    for _ in range(8):  # busy: a poll every 10 s
+        clock.advance(10_000)
+        ticket = await store.poll(sid, capped)
+        assert ticket is not None and ticket.status is Status.ACTIVE
+        assert ticket.ends_at == joined.ends_at
+    clock.advance(10_000)
+    ended = await store.poll(sid, capped)
+    assert ended is not None and ended.status is Status.EXPIRED
+    assert ended.reason is EndReason.SESSION_LIMIT
+
+
+async def test_the_grant_step_ends_capped_sessions_and_counts_them(
+    store: Store, policy: RoomPolicy, clock: FakeClock
+):
+    capped = replace(
+        policy, max_session_ms=30_000, claim_window_ms=60_000, waiting_timeout_ms=120_000
+    )
+    await store.join(ROOM, new_session_id(ROOM), capped)  # admitted at once, claimed
+    waiter = new_session_id(ROOM)
+    await store.join(ROOM, new_session_id(ROOM), capped)
+    await store.join(ROOM, waiter, capped)
+    clock.advance(30_000)
+    report = await store.grant(ROOM, capped)
+    assert report.expired_active == 2 and report.limited == 2
+    assert report.ended() == {EndReason.SESSION_LIMIT: 2}
+    assert report.granted == (waiter,)
+    ticket = await store.poll(waiter, capped)
+    assert ticket is not None and ticket.ends_at == clock.now + 30_000, "a grant caps too"

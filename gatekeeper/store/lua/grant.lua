@@ -19,23 +19,27 @@
 -- first step from the start marks the pre-queue drawn; then the pre-queue is admitted first.
 -- ARGV: 1 now ("" = TIME), 2 session key prefix, 3 capacity, 4 batch size, 5 waiting timeout,
 --       6 claim window, 7 retention, 8 reap limit, 9 scan factor, 10 rate time constant,
---       11 new visitors per minute, 12 room
+--       11 new visitors per minute, 12 room, 13 max session (0 = no cap)
 -- Returns {granted ids, expired active, expired waiting, waiting, active, of the expired active
--- those never claimed, of the expired waiting those of a closed room}.
+-- those never claimed, of the expired waiting those of a closed room, of the expired active
+-- those that reached the session cap}.
 local now = clock(ARGV[1])
 local prefix, room = ARGV[2], ARGV[12]
 local capacity, batch, per_minute, mode = controls(KEYS[6], ARGV[3], ARGV[4], ARGV[11])
 local wait_ms, claim_ms, retention = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local limit, scan, tau = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 
-local expired_active, unclaimed = 0, 0
+local expired_active, unclaimed, limited = 0, 0, 0
+local limit_ms = tonumber(ARGV[13])
 for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, limit)) do
   local skey = prefix .. sid
-  local h = redis.call('HMGET', skey, 'status', 'claimed')
+  local h = redis.call('HMGET', skey, 'status', 'claimed', 'grantedAt')
   if h[1] == 'ACTIVE' then
-    finish(skey, lapsed(h[2]), now, retention)
+    local why = expiry_reason(h[2], hard_end(h[3], limit_ms), now)
+    finish(skey, why, now, retention)
     expired_active = expired_active + 1
-    if not h[2] then unclaimed = unclaimed + 1 end
+    if why == 'claim_timeout' then unclaimed = unclaimed + 1 end
+    if why == 'session_limit' then limited = limited + 1 end
   end
   redis.call('ZREM', KEYS[4], sid)
 end
@@ -90,8 +94,9 @@ local function settle(member, f)
     -- Not claimed yet (no `claimed` field): the first poll claims it (poll.lua).
     redis.call('HSET', skey, 'status', 'ACTIVE', 'seq', seq, 'eventId', room,
       'userId', f['userId'] or '', 'joinedAt', f['joinedAt'] or now, 'grantedAt', now)
-    redis.call('ZADD', KEYS[4], now + claim_ms, sid)
-    redis.call('PEXPIRE', skey, claim_ms + retention)
+    local lease = capped(now + claim_ms, hard_end(now, limit_ms))
+    redis.call('ZADD', KEYS[4], lease, sid)
+    redis.call('PEXPIRE', skey, lease - now + retention)
     granted[#granted + 1] = sid
   end
   return seq
@@ -147,4 +152,4 @@ if walked then
   end
 end
 return {granted, expired_active, expired_waiting,
-  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unclaimed, closed}
+  redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4]), unclaimed, closed, limited}

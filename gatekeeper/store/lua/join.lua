@@ -27,7 +27,8 @@
 --       6 waiting timeout, 7 idle timeout, 8 retention, 9 new visitors per minute, 10 member,
 --       11 lazy ("1" or ""), 12 max waiting (0 = no cap), 13 client joins per minute
 --       (0 = no limit), 14 client join burst, 15 claim window, 16 rank key in the pre-queue
---       (the hex HMAC of the session id under the event's seed; "" = arrival order)
+--       (the hex HMAC of the session id under the event's seed; "" = arrival order),
+--       17 max session (0 = no cap: see hard_end in lib.lua)
 -- During an event's pre-queue phase nobody is admitted at once and a join goes to the pre-queue,
 -- not the joins stream: the grant step admits the pre-queue first, in drawn order, once the
 -- event starts (grant.lua). From the event's end the room is closed.
@@ -36,9 +37,11 @@
 -- a retried join changes nothing.
 local now = clock(ARGV[1])
 local sid, member = ARGV[2], ARGV[10]
-local current = redis.call('HMGET', KEYS[1], 'status', 'seq', 'reason')
+local limit = tonumber(ARGV[17])
+local current = redis.call('HMGET', KEYS[1], 'status', 'seq', 'reason', 'grantedAt')
 if current[1] then
-  return ticket(current[1], current[2], KEYS[3], KEYS[4], KEYS[5], now, current[3])
+  return ticket(current[1], current[2], KEYS[3], KEYS[4], KEYS[5], now, current[3], false,
+    hard_end(current[4], limit))
 end
 local waiting_seq = redis.call('HGET', KEYS[7], member)
 if waiting_seq then
@@ -97,8 +100,11 @@ if at_once then
   end
   redis.call('HSET', KEYS[1], 'status', status, 'seq', seq, 'eventId', ARGV[3],
     'userId', ARGV[4], 'joinedAt', now, 'grantedAt', now)
+  local ends = hard_end(now, limit)
+  lease = capped(now + lease, ends) - now
   redis.call('ZADD', KEYS[4], now + lease, sid)
   redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[8]))
+  return ticket(status, seq, KEYS[3], KEYS[4], KEYS[5], now, nil, false, ends)
 elseif prequeue then
   redis.call('ZADD', KEYS[3], now, member)
   redis.call('HSET', KEYS[7], member, seq)

@@ -27,6 +27,24 @@ local function lapsed(claimed)
   return 'claim_timeout'
 end
 
+-- An admitted session's hard end (`max-session` after its grant), nil without a cap: leases
+-- never reach past it, and a lease that runs out there ends the session as session_limit.
+local function hard_end(granted_at, limit)
+  if limit > 0 and granted_at then return tonumber(granted_at) + limit end
+  return nil
+end
+
+local function capped(lease, ends)
+  if ends and lease > ends then return ends end
+  return lease
+end
+
+-- Why an admitted session whose lease ran out at `now` ends.
+local function expiry_reason(claimed, ends, now)
+  if ends and now >= ends then return 'session_limit' end
+  return lapsed(claimed)
+end
+
 -- A waiter has no session hash (see join.lua): it is its waiting-set member, its join sequence
 -- number in the room's waiting-seq hash and its stream entry, all under one compact member
 -- name. Both go together: whatever ends the wait removes the member from both.
@@ -68,11 +86,12 @@ local function fields_of(entry)
 end
 
 -- The reply shared by join and poll: status, ahead, waiting, active, rate sum, rate time,
--- rate start, now, end reason ('' unless ended), ended (1 when this call ended the session).
+-- rate start, now, end reason ('' unless ended), ended (1 when this call ended the session),
+-- an ACTIVE session's hard end ('' without a cap).
 -- `ahead` counts joins between the grant cursor and this session, capped by the live waiting
 -- count (an upper-bound estimate; exact when nobody ahead left). A WAITING ticket without a
 -- seq is not in line (a lazy join that wrote nothing): everyone is ahead.
-local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, ended)
+local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, ended, ends)
   local waiting = redis.call('ZCARD', k_waiting)
   local active = redis.call('ZCARD', k_active)
   local st = redis.call('HMGET', k_stats, 'head', 'rs', 'rat', 'rsince')
@@ -86,8 +105,10 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, en
   end
   local just = 0
   if ended then just = 1 end
+  local hard = ''
+  if status == 'ACTIVE' and ends then hard = ends end
   return {status, ahead, waiting, active, st[2] or '0', st[3] or '0', st[4] or '0', now,
-    reason or '', just}
+    reason or '', just, hard}
 end
 
 -- A room's on-sale event lives in its control hash (fields: EventField in store/base.py). The

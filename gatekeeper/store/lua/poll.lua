@@ -9,12 +9,14 @@
 --       6 room controls hash, 7 pre-queue zset, 8 pre-queue rank hash
 -- A waiter in the pre-queue is `ahead` of as many as its rank in it (drawn order).
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 waiting timeout, 4 idle timeout, 5 retention,
---       6 member, 7 room
+--       6 member, 7 room, 8 max session (0 = no cap)
 -- Returns the ticket (see lib.lua), or nil for an unknown or retired session.
 local now = clock(ARGV[1])
 local sid, member = ARGV[2], ARGV[6]
 local wait_ms, idle_ms, retention = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local h = redis.call('HMGET', KEYS[1], 'status', 'seq', 'endedAt', 'reason', 'claimed')
+local h = redis.call('HMGET', KEYS[1], 'status', 'seq', 'endedAt', 'reason', 'claimed',
+  'grantedAt')
+local ends = hard_end(h[6], tonumber(ARGV[8]))
 local status, seq, reason, ended = h[1], h[2], h[4], false
 if not status then
   seq = redis.call('HGET', KEYS[5], member)
@@ -44,14 +46,14 @@ if not status then
   end
 elseif status == 'ACTIVE' then
   local lease = redis.call('ZSCORE', KEYS[3], sid)
-  if lease and tonumber(lease) > now then
-    local renewed = math.max(tonumber(lease), now + idle_ms)
+  if lease and tonumber(lease) > now and not (ends and now >= ends) then
+    local renewed = capped(math.max(tonumber(lease), now + idle_ms), ends)
     redis.call('ZADD', KEYS[3], 'XX', renewed, sid)
     if not h[5] then redis.call('HSET', KEYS[1], 'claimed', 1) end
     redis.call('PEXPIRE', KEYS[1], renewed - now + retention)
   else
     redis.call('ZREM', KEYS[3], sid)
-    reason = lapsed(h[5])
+    reason = expiry_reason(h[5], ends, now)
     finish(KEYS[1], reason, now, retention)
     status, ended = 'EXPIRED', true
   end
@@ -59,4 +61,4 @@ elseif tonumber(h[3] or '0') + retention <= now then
   redis.call('DEL', KEYS[1])
   return nil
 end
-return ticket(status, seq, KEYS[2], KEYS[3], KEYS[4], now, reason, ended)
+return ticket(status, seq, KEYS[2], KEYS[3], KEYS[4], now, reason, ended, ends)

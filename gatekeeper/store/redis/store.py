@@ -49,6 +49,7 @@ _CACHE_ROOMS = 50_000
 # The first field of join.lua's answer when it turned the join away.
 _REFUSED = "REFUSED"
 _RANK = "RANK"  # a shuffled pre-queue join without its rank key: here is the seed
+_RANK_ARG = 15  # where join.lua's ARGV[16], the rank key, is in the args
 
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
@@ -124,8 +125,9 @@ class RedisStore:
     def _ticket(self, sid: str, room: str, reply: list[Any]) -> Ticket:
         status, ahead, waiting, active = reply[:4]
         reason = EndReason(reply[8]) if reply[8] else None
+        ends = int(reply[10]) if reply[10] != "" else None
         ticket = Ticket(sid, room, Status(status), int(ahead), int(waiting), int(active),
-                        _rate(reply[4:8]), reason, int(reply[9]) == 1)  # fmt: skip
+                        _rate(reply[4:8]), reason, ends, int(reply[9]) == 1)  # fmt: skip
         return ticket
 
     @translated
@@ -170,10 +172,11 @@ class RedisStore:
             policy.client_join_burst,
             policy.claim_window_ms,
             entry.rank,
+            policy.max_session_ms,
         ]
         reply = await self._join(keys=keys, args=args)
         if reply[0] == _RANK:
-            args[-1] = rank_key(str(reply[1]), session_id)
+            args[_RANK_ARG] = rank_key(str(reply[1]), session_id)
             reply = await self._join(keys=keys, args=args)
         if reply[0] == _REFUSED:
             raise refusal(str(reply[1]), int(reply[2]))
@@ -212,6 +215,7 @@ class RedisStore:
             policy.retention_ms,
             k.member(session_id),
             room,
+            policy.max_session_ms,
         ]
         reply = await self._poll(keys=keys, args=args)
         return None if reply is None else self._ticket(session_id, room, reply)
@@ -252,14 +256,12 @@ class RedisStore:
             RATE_TAU_MS,
             policy.per_minute,
             room,
+            policy.max_session_ms,
         ]
         keys = [k.joins, k.cursor, k.waiting, k.active, k.stats, k.control, k.waiting_seq]
         keys += [k.prequeue, k.prequeue_rank]
         granted, *figures = await self._grant(keys=keys, args=args)
-        expired_active, expired_waiting, waiting, active, unclaimed, closed = map(int, figures)
-        return GrantReport(
-            tuple(granted), expired_active, expired_waiting, waiting, active, unclaimed, closed
-        )
+        return GrantReport(tuple(granted), *map(int, figures))
 
     @translated
     async def rooms(self) -> list[str]:
