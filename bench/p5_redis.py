@@ -38,7 +38,7 @@ class _Recorder:
     async def evalsha(self, *args: Any) -> list[Any]:
         # The join is the first script a join sends (listing the room may follow).
         self.call = self.call or args
-        return ["WAITING", 1, 1, 0, 0, 0, 0, 0, "", 0]  # a ticket (lib.lua)
+        return ["WAITING", 1, 1, 0, 0, 0, 0, 0, "", 0, ""]  # a ticket (lib.lua)
 
     async def zadd(self, *args: Any, **kwargs: Any) -> int:
         return 1
