@@ -141,7 +141,9 @@ class WaitingRoom(Gate):
         pages = PageRenderer(
             s.gate.waiting_template or None, template_dir=s.gate.template_dir or None
         )
-        routes = Routes(PathRules(s.gate, s.rooms.default_room), runtime.rooms)
+        # One reading of the client's address for every per-client rule (bypass IPs, limits).
+        rules = PathRules(s.gate, s.rooms.default_room, runtime.admission.addresses)
+        routes = Routes(rules, runtime.rooms)
         parts = GateParts(
             routes=routes,
             admission=runtime.admission,

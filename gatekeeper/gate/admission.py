@@ -140,8 +140,8 @@ class Admission:
             domain=cookie.domain or None,
         )
         self._default_room = settings.rooms.default_room
-        self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
-        self._binding = Binding(settings, self.codec, self._addresses)
+        self.addresses = ClientAddresses(settings.proxy.trusted_proxies)
+        self._binding = Binding(settings, self.codec, self.addresses)
         self.challenges = Challenges(settings)
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
@@ -249,7 +249,7 @@ class Admission:
             back = visitor is not None and ticket is None
             sid = visitor.session_id if back and visitor is not None else new_session_id(room)
             lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
-            entry = Entry(self._addresses.key(scope), lazy, self.rooms.rank(room, sid))
+            entry = Entry(self.addresses.key(scope), lazy, self.rooms.rank(room, sid))
             try:
                 ticket = await self.store.join(room, sid, policy, entry=entry)
             except JoinRefused as refused:
@@ -289,7 +289,7 @@ class Admission:
         if not back:
             return False
         answer = self.challenges.answer(scope["headers"], self.cookie_name(room))
-        ip = self._addresses.address(scope)
+        ip = self.addresses.address(scope)
         return await self.challenges.passed(room, sid, answer, "" if ip is None else str(ip))
 
     def _admit(

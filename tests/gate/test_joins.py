@@ -169,3 +169,17 @@ async def test_the_api_join_counts_against_the_same_limit() -> None:
         r = await app.post("/api/waiting-room/sessions", json={})
         assert r.status_code == 503 and r.json()["error"]["code"] == "queue_full"
         assert r.headers["retry-after"] == "30"
+
+
+async def test_bypass_ips_read_the_same_client_address_as_the_join_limit() -> None:
+    settings = gate_settings(
+        **{"gate.bypass-ips": ["192.0.2.50"], "proxy.trusted-proxies": ["10.0.0.0/8"]}
+    )
+    h = Harness(settings)
+    await fill(h)
+    async with browser(h, "10.0.0.5") as monitor:
+        r = await monitor.get("/", headers={**JSON, "x-forwarded-for": "192.0.2.50"})
+        assert r.json()["path"] == "/", "the monitor behind the trusted proxy bypasses"
+    async with browser(h, "203.0.113.9") as forger:
+        r = await forger.get("/", headers={**JSON, "x-forwarded-for": "192.0.2.50"})
+        assert r.json()["status"] == "WAITING", "a claim from an untrusted peer does not"
