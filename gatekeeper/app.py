@@ -64,8 +64,9 @@ class Runtime:
         )
         self.admission = Admission(self.store, self.rooms, self.metrics, settings, self.clock)
         self.codec = self.admission.codec
-        self.api = WaitingRoomAPI(self.store, self.rooms, settings, self.metrics)
-        self.admin = AdminAPI(self.store, self.rooms, settings, self.metrics, self.clock)
+        self.events = Events(self.store, self.rooms)
+        self.api = WaitingRoomAPI(self.store, self.rooms, settings, self.metrics, self.events)
+        self.admin = AdminAPI(self.store, self.rooms, settings, self.metrics, self.events)
         self.health = Health(self.store, self.metrics)
         self._started = False
 
@@ -83,11 +84,10 @@ class Runtime:
 
     async def _schedule_events(self) -> None:
         """The events of `rooms.overrides`, in rooms that have none yet (see `Events`)."""
-        events = Events(self.store, self.rooms)
         for room, override in self.settings.rooms.overrides.items():
             if override.event is not None:
                 try:
-                    await events.schedule_configured(room, override.event)
+                    await self.events.schedule_configured(room, override.event)
                 except StoreError as exc:
                     log.warning("could not schedule the event of room %s: %s", room, exc)
 

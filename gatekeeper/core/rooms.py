@@ -46,7 +46,8 @@ class Rooms:
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self._settings = settings
-        self._clock = clock or wall_clock
+        self.clock = clock or wall_clock
+        """The one clock (phases, times shown to operators)."""
         self._events: dict[str, LiveEvent] = {}
         self.default = settings.rooms.default_room
         self._allow_unlisted = settings.rooms.allow_unlisted
@@ -125,7 +126,7 @@ class Rooms:
         """The room's phase now (OPEN for a room without an event that is not closed)."""
         event = self._events.get(room)
         closed = self.mode(room) is Mode.CLOSED
-        return phase_at(None if event is None else event.schedule, self._clock(), closed=closed)
+        return phase_at(None if event is None else event.schedule, self.clock(), closed=closed)
 
     @property
     def rate_ms(self) -> int:
@@ -166,11 +167,14 @@ class Rooms:
         room = ticket.room
         polling = self._settings.polling
         after = schedule.poll_after_ms(ticket, polling, self.policy(room), self.max_rate(room))
+        return self._by_the_start(room, after)
+
+    def _by_the_start(self, room: str, after_ms: int) -> int:
         event = self._events.get(room)
-        if event is not None and self.phase(room) is Phase.PREQUEUE:
-            until_start = event.schedule.starts_at - self._clock()
-            after = max(polling.min_ms, min(after, until_start))
-        return after
+        if event is None or self.phase(room) is not Phase.PREQUEUE:
+            return after_ms
+        until_start = event.schedule.starts_at - self.clock()
+        return max(self._settings.polling.min_ms, min(after_ms, until_start))
 
     def status_body(self, ticket: Ticket) -> dict[str, object]:
         """See `schedule.status_body`, for this ticket's room, with its `phase` (`open` or
@@ -190,7 +194,9 @@ class Rooms:
                 body["position"] = None
                 body["estimatedWaitSeconds"] = None
                 body["startsAt"] = format_instant(event.schedule.starts_at)
-            body["pollAfterMs"] = self.poll_after_ms(ticket)
+            after = body["pollAfterMs"]
+            assert isinstance(after, int)
+            body["pollAfterMs"] = self._by_the_start(room, after)
         return body
 
     def policy(self, room: str) -> RoomPolicy:

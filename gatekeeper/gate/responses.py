@@ -37,16 +37,16 @@ class Responses:
         place is taken when it does, with the cookie."""
         ticket, cookie = decision.ticket, decision.cookie
         assert ticket is not None  # a WAITING decision always has its ticket
-        poll_ms = self._rooms.poll_after_ms(ticket)
-        if decision.provisional:
-            poll_ms = self._soonest_ms
-        headers: Headers = [(b"retry-after", str(max(1, poll_ms // 1000)).encode())]
-        if cookie is not None:
-            headers.append(cookie)
         if scope["type"] != "http":
             return await send(_TRY_AGAIN)
         body = self._rooms.status_body(ticket)
-        body["pollAfterMs"] = poll_ms
+        if decision.provisional:
+            body["pollAfterMs"] = self._soonest_ms
+        poll_ms = body["pollAfterMs"]
+        assert isinstance(poll_ms, int)
+        headers: Headers = [(b"retry-after", str(max(1, poll_ms // 1000)).encode())]
+        if cookie is not None:
+            headers.append(cookie)
         if wants_json(scope):
             if decision.challenge is not None:
                 c = decision.challenge

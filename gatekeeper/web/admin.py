@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 from gatekeeper.asgi import Receive, Scope, Send, header, send_error, send_json
-from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError, StoreFull
@@ -54,7 +53,7 @@ class AdminAPI:
     """ASGI app under the admin prefix; answers 404 for everything when no token is set."""
 
     def __init__(
-        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics, clock: Clock
+        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics, events: Events
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -62,8 +61,7 @@ class AdminAPI:
         self.prefix = settings.admin.prefix
         token = settings.admin_token
         self._token = f"Bearer {token}".encode() if token else None
-        self._clock = clock
-        self._events = Events(store, rooms)
+        self._events = events
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the admin API."""
@@ -230,7 +228,7 @@ class AdminAPI:
         effective = self.rooms.effective(room)
         oldest = None
         if counts.oldest_join_ms:
-            oldest = max(0, math.floor((self._clock() - counts.oldest_join_ms) / 1000))
+            oldest = max(0, math.floor((self.rooms.clock() - counts.oldest_join_ms) / 1000))
         return {
             "room": room,
             "mode": self.rooms.mode(room).value,

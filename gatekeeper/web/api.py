@@ -42,7 +42,12 @@ class WaitingRoomAPI:
     """
 
     def __init__(
-        self, store: Store, rooms: Rooms, settings: Settings, metrics: Metrics | None = None
+        self,
+        store: Store,
+        rooms: Rooms,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        events: Events | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
@@ -50,7 +55,7 @@ class WaitingRoomAPI:
         self.prefix = settings.api.prefix
         self._max_body = settings.api.max_body_bytes
         self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
-        self._events = Events(store, rooms)
+        self._events = events or Events(store, rooms)
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the API."""
