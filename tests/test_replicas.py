@@ -47,7 +47,7 @@ BATCH = 10
 VISITORS = 300
 CLUSTER_VISITORS = VISITORS
 KILLED = 1
-ARRIVALS_PER_S = 150  # a crowd: far more arrive than capacity / visit time lets through
+ARRIVALS_PER_S = 400  # a crowd: capacity 20 over a ~0.1 s visit lets ~200/s through
 
 
 @dataclass
