@@ -149,16 +149,21 @@ def _weak(path: str, what: str, length: int) -> ConfigError:
 
 
 def _secrets(environ: Mapping[str, str]) -> dict[str, Any]:
-    found = {attr: environ.get(env_var(path), "").strip() for path, attr in SECRETS.items()}
-    keys = tuple(key.strip() for key in found["cookie_keys"].split(",") if key.strip())
-    for i, key in enumerate(keys, 1):  # errors name position and length, never the secret
-        if len(key) < _MIN_SECRET:
-            raise _weak("gate.cookie.keys", f"key {i} has", len(key))
+    found: dict[str, Any] = {
+        attr: environ.get(env_var(path), "").strip() for path, attr in SECRETS.items()
+    }
+    lists = {"cookie_keys": "gate.cookie.keys", "enqueue_token_keys": "enqueue-token-secret"}
+    for attr, path in lists.items():
+        keys = tuple(key.strip() for key in found[attr].split(",") if key.strip())
+        for i, key in enumerate(keys, 1):  # errors name position and length, never the secret
+            if len(key) < _MIN_SECRET:
+                raise _weak(path, f"key {i} has", len(key))
+        found[attr] = keys
     if 0 < len(found["proof_secret"]) < _MIN_SECRET:
         raise _weak("gate.proof-secret", "it has", len(found["proof_secret"]))
     if 0 < len(found["admin_token"]) < _MIN_SECRET:  # empty leaves the admin API off
         raise _weak("admin.token", "it has", len(found["admin_token"]))
-    return found | {"cookie_keys": keys}
+    return found
 
 
 def _tree(

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gatekeeper.config.events import parse_event
-from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
+import gatekeeper.config.values as values
 from gatekeeper.config.settings import (
     BindPass,
     ChallengeKind,
@@ -73,77 +73,6 @@ def hint(key: str, options: Collection[str], prefix: str = "") -> str:
     return f" (did you mean {prefix + close[0]!r}?)" if close else ""
 
 
-def _valid(check: Callable[[str], object]) -> Callable[[str], bool]:
-    """Wrap a check so that a ValueError (or a bad regex) raised by it counts as failure."""
-
-    def safe(value: str) -> bool:
-        try:
-            return bool(check(value))
-        except (ValueError, re.error):
-            return False
-
-    return safe
-
-
-@_valid
-def _redis_url(url: str) -> bool:
-    scheme, _, rest = url.partition("://")
-    if scheme in CLUSTER_SCHEMES:
-        return bool(parse_cluster_url(url).nodes)  # raises ValueError when malformed
-    _ = urlsplit(url).port  # raises ValueError on a malformed port
-    return url in ("", "memory://") or (scheme in ("redis", "rediss", "unix") and bool(rest))
-
-
-@_valid
-def _origin(url: str) -> bool:
-    p = urlsplit(url)
-    _ = p.port  # raises ValueError on a malformed port
-    bare = not (p.path or p.query or p.fragment or "@" in p.netloc)
-    return not url or (p.scheme in ("http", "https") and bool(p.hostname) and bare)
-
-
-@_valid
-def _url(url: str) -> bool:
-    p = urlsplit(url)
-    _ = p.port  # raises ValueError on a malformed port
-    return not url or (p.scheme in ("http", "https") and bool(p.hostname) and '"' not in url)
-
-
-_CSS_CLASS = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_ATTR_TEXT = re.compile(r"[^\x00-\x1f\x7f\"'<>&]{0,256}")
-_ip = _valid(lambda v: ipaddress.ip_network(v, strict=False) is not None)
-# A blank regex matches every User-Agent, and a blank glob is a slip: both are refused.
-_regex = _valid(lambda v: bool(v.strip()) and re.compile(v) is not None)
-
-
-def _glob(glob: str) -> bool:
-    return bool(glob.strip())
-
-
-RESERVED_HEADERS = frozenset(
-    "accept accept-encoding accept-language authorization cache-control connection"
-    " content-encoding content-length content-type cookie date expect forwarded host if-match"
-    " if-modified-since if-none-match if-range if-unmodified-since keep-alive max-forwards"
-    " origin pragma proxy-authenticate proxy-authorization proxy-connection range referer"
-    " set-cookie te trailer transfer-encoding upgrade user-agent via www-authenticate"
-    " x-accel-expires x-gatekeeper-command x-original-uri x-real-ip x-request-id"
-    " x-requested-with".split()
-)
-"""Header names `gate.proof-header` may not take (lowercase): standard and hop-by-hop headers
-the proxy rewrites or the origin relies on, and the ones gatekeeper reads or sets itself."""
-RESERVED_HEADER_PREFIXES = ("x-forwarded-",)
-"""Header name prefixes `gate.proof-header` may not take: the forwarding claims."""
-
-
-def _proof_header(name: str) -> bool:
-    lower = name.lower()
-    return bool(
-        re.fullmatch(r"[A-Za-z0-9-]+", name)
-        and lower not in RESERVED_HEADERS
-        and not lower.startswith(RESERVED_HEADER_PREFIXES)
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Leaf:
     """One configurable key: path under `waitingroom`, kind, numeric bounds and extra check."""
@@ -190,7 +119,7 @@ _PREFIX_IS = "a path starting with / and without a trailing /"
 _IPS_ARE = "a list of IP addresses or CIDR networks"
 _GLOBS_ARE = "a list of non-blank path globs"
 SCHEMA: tuple[Leaf, ...] = (
-    Leaf("redis.url", Kind.STR, check=_redis_url,
+    Leaf("redis.url", Kind.STR, check=values.redis_url,
          what="empty, memory://, a redis://, rediss:// or unix:// URL, "
               "or redis+cluster://host:port[,host:port...] (or rediss+cluster://)"),
     Leaf("redis.key-prefix", Kind.STR, check=_NAME.fullmatch, what=_NAME_IS),
@@ -210,6 +139,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("lifecycle.idle-timeout", Kind.SECS, gt=0),
     Leaf("lifecycle.retention", Kind.SECS, gt=0),
     Leaf("lifecycle.max-session", Kind.SECS, 0),
+    Leaf("lifecycle.expected-stay", Kind.SECS, 0),
     Leaf("polling.min-ms", Kind.MS, 100, 600_000),
     Leaf("polling.max-ms", Kind.MS, 100, 600_000),
     Leaf("rooms.default-room", Kind.STR, check=ROOM_ID.fullmatch, what=_ROOM_IS),
@@ -229,14 +159,14 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("server.max-headers", Kind.INT, 8, 1000),
     Leaf("server.head-timeout", Kind.SECS, gt=0),
     Leaf("server.max-connections", Kind.INT, 0, 1_000_000),
-    Leaf("gate.origin", Kind.STR, check=_origin, what="empty or http(s)://host[:port], no path"),
-    Leaf("gate.protect", Kind.LIST, check=_glob, what=_GLOBS_ARE),
-    Leaf("gate.bypass", Kind.LIST, check=_glob, what=_GLOBS_ARE),
-    Leaf("gate.bypass-ips", Kind.LIST, check=_ip, what=_IPS_ARE),
-    Leaf("gate.bypass-user-agents", Kind.LIST, check=_regex,
+    Leaf("gate.origin", Kind.STR, check=values.origin_url, what="empty or http(s)://host[:port], no path"),
+    Leaf("gate.protect", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
+    Leaf("gate.bypass", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
+    Leaf("gate.bypass-ips", Kind.LIST, check=values.ip_network, what=_IPS_ARE),
+    Leaf("gate.bypass-user-agents", Kind.LIST, check=values.regex,
          what="a list of non-blank regular expressions"),
     Leaf("gate.routes", Kind.ROUTES),
-    Leaf("gate.done-paths", Kind.LIST, check=_glob, what=_GLOBS_ARE),
+    Leaf("gate.done-paths", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
     Leaf("gate.static-prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
     Leaf("gate.waiting-status", Kind.INT, **_one_of(200, 202, 429, 503)),
     Leaf("gate.waiting-template", Kind.STR, check=lambda p: not p or os.path.isfile(p),
@@ -254,24 +184,30 @@ SCHEMA: tuple[Leaf, ...] = (
          what="a path starting with /"),
     Leaf("gate.cookie.max-age", Kind.SECS, gt=0),
     Leaf("gate.cookie.pass-ttl", Kind.SECS, 0, 3600),
-    Leaf("gate.proof-header", Kind.STR, check=_proof_header,
+    Leaf("gate.proof-header", Kind.STR, check=values.proof_header,
          what="an HTTP header name that is not a standard, hop-by-hop, X-Forwarded-* or "
               "gatekeeper header (the list is in config.yaml)"),
     Leaf("gate.challenge.kind", Kind.STR, **_member_of(ChallengeKind)),
     Leaf("gate.challenge.difficulty", Kind.INT, 1, 32),
-    Leaf("gate.challenge.verify-url", Kind.STR, check=_url, what="empty or an http(s) URL"),
-    Leaf("gate.challenge.site-key", Kind.STR, check=_ATTR_TEXT.fullmatch,
+    Leaf("gate.challenge.verify-url", Kind.STR, check=values.http_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.site-key", Kind.STR, check=values.ATTR_TEXT.fullmatch,
          what="printable ASCII without quotes or angle brackets"),
-    Leaf("gate.challenge.script-url", Kind.STR, check=_url, what="empty or an http(s) URL"),
-    Leaf("gate.challenge.widget-class", Kind.STR, check=_CSS_CLASS.fullmatch,
+    Leaf("gate.challenge.script-url", Kind.STR, check=values.http_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.widget-class", Kind.STR, check=values.CSS_CLASS.fullmatch,
          what="a CSS class name"),
     Leaf("gate.challenge.timeout", Kind.SECS, gt=0),
+    Leaf("gate.return-paths", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
+    Leaf("gate.language", Kind.STR, check=values.LANGUAGE.fullmatch,
+         what="a language tag such as en, pt-BR or zh-CN"),
+    Leaf("gate.force-language", Kind.STR, check=lambda v: not v or values.LANGUAGE.fullmatch(v),
+         what="empty or a language tag such as en, pt-BR or zh-CN"),
+    Leaf("gate.require-enqueue-token", Kind.BOOL),
     Leaf("proxy.connect-timeout", Kind.SECS, gt=0),
     Leaf("proxy.read-timeout", Kind.SECS, gt=0),
     Leaf("proxy.pool-size", Kind.INT, 1, 10_000),
     Leaf("proxy.client", Kind.STR, **_member_of(ProxyClient)),
     Leaf("proxy.host-header", Kind.STR, **_member_of(HostHeader)),
-    Leaf("proxy.trusted-proxies", Kind.LIST, check=_ip, what=_IPS_ARE),
+    Leaf("proxy.trusted-proxies", Kind.LIST, check=values.ip_network, what=_IPS_ARE),
     Leaf("proxy.max-response-head-bytes", Kind.INT, 1024, 16_777_216),
     Leaf("proxy.pool-timeout", Kind.SECS, gt=0),
     Leaf("admin.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
@@ -284,9 +220,16 @@ SECRETS = {
     "gate.proof-secret": "proof_secret",
     "admin.token": "admin_token",
     "gate.challenge.secret": "challenge_secret",
+    "enqueue-token-secret": "enqueue_token_keys",
 }
 """The secrets (path under `waitingroom` to `Settings` field): from the environment only."""
-ROOM_GATE_KEYS = {"bind-pass": "gate.bind-pass", "challenge": "gate.challenge.kind"}
+ROOM_GATE_KEYS = {
+    "bind-pass": "gate.bind-pass",
+    "challenge": "gate.challenge.kind",
+    "language": "gate.language",
+    "force-language": "gate.force-language",
+    "require-enqueue-token": "gate.require-enqueue-token",
+}
 """The gate keys a room may override too: their name under rooms.overrides.<room> (and, with
 `-` as `_`, the `RoomOverride` field) to the key's path."""
 _PER_ROOM = {  # what rooms.overrides.<room> accepts: room-level processing/lifecycle keys...

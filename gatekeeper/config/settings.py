@@ -106,6 +106,9 @@ class LifecycleSettings:
     retention: float = 3600.0
     max_session: float = 0.0
     """An admitted visitor's session ends this long after its grant, however busy (0: never)."""
+    expected_stay: float = 0.0
+    """How long an admitted visitor is expected to stay, for wait estimates before the room's
+    first grants (0: idle_timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +150,12 @@ class RoomOverride:
     idle_timeout: float | None = None
     retention: float | None = None
     max_session: float | None = None
+    expected_stay: float | None = None
     challenge: ChallengeKind | None = None
     bind_pass: BindPass | None = None
+    language: str | None = None
+    force_language: str | None = None
+    require_enqueue_token: bool | None = None
     event: EventSettings | None = None
     """The room's scheduled on-sale (`rooms.overrides.<room>.event`)."""
 
@@ -283,6 +290,15 @@ class GateSettings:
     cookie: CookieSettings = field(default_factory=CookieSettings)
     proof_header: str = "X-Gatekeeper-Proof"
     challenge: ChallengeSettings = field(default_factory=ChallengeSettings)
+    return_paths: tuple[str, ...] = ()
+    """Path globs a visitor may come back to by a cross-site POST (a payment provider's
+    return); without the cookie, the gate bounces it once through a same-site form."""
+    language: str = "en"
+    """The pages' language when the browser's Accept-Language names none we speak."""
+    force_language: str = ""
+    """When set, the pages' language whatever the browser asks for."""
+    require_enqueue_token: bool = False
+    """A join needs an enqueue token minted by the site (gatekeeper/enqueue.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,3 +356,5 @@ class Settings:
     proof_secret: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
     challenge_secret: str = field(default="", repr=False)
+    enqueue_token_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Secrets enqueue tokens are signed with: the first mints, any verifies (rotation)."""

@@ -12,7 +12,8 @@ import pytest
 
 from gatekeeper.config import Settings, load_config
 from gatekeeper.config.checks import CONFIG_VAR, ENV_NAMES
-from gatekeeper.config.schema import KEYS, RESERVED_HEADER_PREFIXES, RESERVED_HEADERS, env_var
+from gatekeeper.config.schema import KEYS, env_var
+from gatekeeper.config.values import RESERVED_HEADER_PREFIXES, RESERVED_HEADERS
 from gatekeeper.errors import ConfigError
 from tests.config.support import error_of, load
 
@@ -90,7 +91,7 @@ def test_file_only_keys_refuse_a_variable_and_point_to_the_file(name: str, key: 
 def test_known_names_are_every_key_the_secrets_and_the_config_path() -> None:
     expected = {env_var(k) for k in KEYS if k not in FILE_ONLY_KEYS}
     expected |= {"WAITINGROOM_GATE_COOKIE_KEYS", "WAITINGROOM_GATE_PROOF_SECRET"}
-    expected |= {"WAITINGROOM_GATE_CHALLENGE_SECRET"}
+    expected |= {"WAITINGROOM_GATE_CHALLENGE_SECRET", "WAITINGROOM_ENQUEUE_TOKEN_SECRET"}
     assert ENV_NAMES == expected | {"WAITINGROOM_ADMIN_TOKEN", CONFIG_VAR}
 
 
