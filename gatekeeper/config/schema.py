@@ -197,6 +197,7 @@ SCHEMA: tuple[Leaf, ...] = (
          what="a CSS class name"),
     Leaf("gate.challenge.timeout", Kind.SECS, gt=0),
     Leaf("gate.return-paths", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
+    Leaf("gate.return-max-body-bytes", Kind.INT, 1024, 1_048_576),
     Leaf("gate.language", Kind.STR, check=values.LANGUAGE.fullmatch,
          what="a language tag such as en, pt-BR or zh-CN"),
     Leaf("gate.force-language", Kind.STR, check=lambda v: not v or values.LANGUAGE.fullmatch(v),
