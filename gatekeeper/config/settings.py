@@ -293,6 +293,8 @@ class GateSettings:
     return_paths: tuple[str, ...] = ()
     """Path globs a visitor may come back to by a cross-site POST (a payment provider's
     return); without the cookie, the gate bounces it once through a same-site form."""
+    return_max_body_bytes: int = 65536
+    """Largest form body a return-path bounce carries over; a larger one is not bounced."""
     language: str = "en"
     """The pages' language when the browser's Accept-Language names none we speak."""
     force_language: str = ""
