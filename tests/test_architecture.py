@@ -21,7 +21,7 @@ MAX_LINES = 400
 MAX_PARAMETERS = 5
 # Layers from the bottom up: a module may import its own layer and the ones below it only.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "clock", "ids", "asgi", "logs", "verdicts", "clients"),
+    ("errors", "clock", "ids", "asgi", "logs", "verdicts", "clients", "enqueue"),
     ("config",),
     ("store", "metrics"),
     ("core",),

@@ -71,3 +71,17 @@ def check_settings(settings: Settings) -> None:
     if settings.gate.cookie.same_site is SameSite.NONE and not settings.gate.cookie.secure:
         raise ConfigError("waitingroom.gate.cookie.same-site: 'none' requires secure: true")
     _check_prefixes(settings)
+    _check_invitations(settings)
+
+
+def _check_invitations(settings: Settings) -> None:
+    # A room that needs enqueue tokens with no key to check them would refuse everyone.
+    if settings.enqueue_token_keys:
+        return
+    rooms = settings.rooms.overrides
+    wanting = [r for r, o in rooms.items() if o.require_enqueue_token]
+    if settings.gate.require_enqueue_token or wanting:
+        where = "waitingroom.gate.require-enqueue-token"
+        if wanting:
+            where = f"waitingroom.rooms.overrides.{wanting[0]}.require-enqueue-token"
+        raise ConfigError(f"{where}: needs WAITINGROOM_ENQUEUE_TOKEN_SECRET (the site's keys)")

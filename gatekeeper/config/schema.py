@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
 import re
@@ -12,10 +11,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
-from gatekeeper.config.events import parse_event
 import gatekeeper.config.values as values
+from gatekeeper.config.events import parse_event
 from gatekeeper.config.settings import (
     BindPass,
     ChallengeKind,
@@ -116,6 +114,7 @@ def _member_of(choices: type[StrEnum]) -> dict[str, Any]:
 _ROOM_IS = "a room id ([A-Za-z0-9_.-]{1,64})"
 _NAME_IS = "1-64 characters of [A-Za-z0-9_.:-]"
 _PREFIX_IS = "a path starting with / and without a trailing /"
+_URL_IS = "empty or an http(s) URL"
 _IPS_ARE = "a list of IP addresses or CIDR networks"
 _GLOBS_ARE = "a list of non-blank path globs"
 SCHEMA: tuple[Leaf, ...] = (
@@ -159,7 +158,8 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("server.max-headers", Kind.INT, 8, 1000),
     Leaf("server.head-timeout", Kind.SECS, gt=0),
     Leaf("server.max-connections", Kind.INT, 0, 1_000_000),
-    Leaf("gate.origin", Kind.STR, check=values.origin_url, what="empty or http(s)://host[:port], no path"),
+    Leaf("gate.origin", Kind.STR, check=values.origin_url,
+         what="empty or http(s)://host[:port], no path"),
     Leaf("gate.protect", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
     Leaf("gate.bypass", Kind.LIST, check=values.glob, what=_GLOBS_ARE),
     Leaf("gate.bypass-ips", Kind.LIST, check=values.ip_network, what=_IPS_ARE),
@@ -189,10 +189,10 @@ SCHEMA: tuple[Leaf, ...] = (
               "gatekeeper header (the list is in config.yaml)"),
     Leaf("gate.challenge.kind", Kind.STR, **_member_of(ChallengeKind)),
     Leaf("gate.challenge.difficulty", Kind.INT, 1, 32),
-    Leaf("gate.challenge.verify-url", Kind.STR, check=values.http_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.verify-url", Kind.STR, check=values.http_url, what=_URL_IS),
     Leaf("gate.challenge.site-key", Kind.STR, check=values.ATTR_TEXT.fullmatch,
          what="printable ASCII without quotes or angle brackets"),
-    Leaf("gate.challenge.script-url", Kind.STR, check=values.http_url, what="empty or an http(s) URL"),
+    Leaf("gate.challenge.script-url", Kind.STR, check=values.http_url, what=_URL_IS),
     Leaf("gate.challenge.widget-class", Kind.STR, check=values.CSS_CLASS.fullmatch,
          what="a CSS class name"),
     Leaf("gate.challenge.timeout", Kind.SECS, gt=0),

@@ -68,8 +68,8 @@ RESERVED_HEADERS = frozenset(
     " if-modified-since if-none-match if-range if-unmodified-since keep-alive max-forwards"
     " origin pragma proxy-authenticate proxy-authorization proxy-connection range referer"
     " set-cookie te trailer transfer-encoding upgrade user-agent via www-authenticate"
-    " x-accel-expires x-gatekeeper-command x-gatekeeper-enqueue x-original-uri x-real-ip x-request-id"
-    " x-requested-with".split()
+    " x-accel-expires x-gatekeeper-command x-gatekeeper-enqueue x-original-uri x-real-ip"
+    " x-request-id x-requested-with".split()
 )
 """Header names `gate.proof-header` may not take (lowercase): standard and hop-by-hop headers
 the proxy rewrites or the origin relies on, and the ones gatekeeper reads or sets itself."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from dataclasses import replace
 
 from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.errors import Refusal
@@ -51,6 +50,7 @@ from gatekeeper.store.memory_state import (
     capped,
     controls_of,
     event_phase,
+    holder,
     prequeue_rank,
     record_grants,
     spend,
@@ -85,7 +85,12 @@ class MemoryStore(MemoryOperations):
         if session is None:
             ahead = waiting
         elif status is Status.WAITING:
-            ahead = max(0, min(session.seq - room.head - 1, waiting - 1))
+            # `waiter` in lib.lua: the ordered line's rank, else behind the priority line too.
+            rank = room.prequeue.rank(sid)
+            if rank is None:
+                ahead = session.seq - room.head - 1 + room.prequeue.priority
+                rank = max(0, min(ahead, waiting - 1))
+            ahead = rank
         rate = grant_rate(room.rate_sum, room.rate_at, room.rate_since, now)
         reason = None if session is None else session.reason
         ends = session.ends_at if session is not None and status is Status.ACTIVE else None
@@ -117,13 +122,16 @@ class MemoryStore(MemoryOperations):
     ) -> Ticket:
         require_room(room, session_id)
         now = self._clock()
+        r = self._rooms.get(room) or RoomState()
+        held = holder(r, self._sessions, entry.user, now) if entry.user else None
+        if held is not None:
+            session_id = held  # one place per user: the session holding it answers
         current = self._sessions.get(session_id)
         if current is not None:
             ticket = self._ticket(session_id, room, current, now)
             self._register(room, ticket, now)
             return ticket
         # Looked at, not made: a join turned away or left lazy writes nothing (join.lua).
-        r = self._rooms.get(room) or RoomState()
         capacity, _, per_minute, mode = controls_of(r, policy)
         phase, _ = event_phase(r.controls, now)
         if mode == Mode.CLOSED or phase == "closed":
@@ -148,6 +156,8 @@ class MemoryStore(MemoryOperations):
             if retry_ms:
                 raise refusal(Refusal.RATE_LIMITED, retry_ms)
         r = self._rooms.setdefault(room, r)
+        if entry.user:
+            r.users[entry.user] = session_id
         r.seq += 1
         session = SessionState(room, Status.WAITING, r.seq, user_id, now)
         if at_once:
@@ -157,10 +167,10 @@ class MemoryStore(MemoryOperations):
             session.claimed = not entry.lazy
             lease = policy.idle_timeout_ms if session.claimed else policy.claim_window_ms
             r.active.add(session_id, session.admit(now, lease, policy.max_session_ms))
-        elif prequeue:
-            # Not in the joins stream: in the pre-queue, by rank key (or arrival order).
+        elif prequeue or entry.priority:
+            # Not in the joins stream: in the ordered line, by rank key (or arrival order).
             r.waiting.add(session_id, now)
-            r.prequeue.add(session_id, prequeue_rank(r.controls, session_id, entry.rank, r.seq))
+            r.prequeue.add(session_id, prequeue_rank(r.controls, session_id, entry, r.seq))
         else:
             # Redis: a waiting-set member, a waiting-seq entry and a stream entry; no hash.
             r.waiting.add(session_id, now)
@@ -189,9 +199,6 @@ class MemoryStore(MemoryOperations):
             closed = room.controls.get(Control.MODE) == Mode.CLOSED
             if alive and not (closed or event_phase(room.controls, now)[0] == "closed"):
                 room.waiting.add(session_id, now)
-                rank = room.prequeue.rank(session_id)
-                if rank is not None:
-                    return replace(self._ticket(session_id, session.room, session, now), ahead=rank)
             else:
                 room.waiting.remove(session_id)
                 room.prequeue.remove(session_id)
@@ -308,8 +315,8 @@ class MemoryStore(MemoryOperations):
         # How many waiters the walk may end its wait for: admitted, or sent away (closed).
         walk.quota = REAP_LIMIT if walk.closing else want
         walked = False
-        if walk.quota > 0 and r.prequeue and phase not in ("prequeue", "before"):
-            # The pre-queue first, in drawn order; the stream only once it is empty.
+        if walk.quota > 0 and r.prequeue and phase != "prequeue":
+            # The ordered line first (priority, then drawn order); the stream once it is empty.
             walked = True
             for _ in range(min(walk.quota * SCAN_FACTOR, len(r.prequeue))):
                 self._settle(r, r.prequeue.pop(1)[0], walk)

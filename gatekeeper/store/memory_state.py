@@ -12,12 +12,13 @@ from gatekeeper.store.base import (
     RATE_TAU_MS,
     Control,
     EndReason,
+    Entry,
     EventField,
     Mode,
     RoomPolicy,
     Status,
 )
-from gatekeeper.store.ranks import rank_key
+from gatekeeper.store.ranks import PRIORITY_MARK, priority_rank, rank_key
 
 ADMITTING = (Mode.OPEN, Mode.PASSTHROUGH)
 
@@ -63,6 +64,8 @@ class Prequeue:
         self._keys: list[str] = []
         self._head = 0  # keys before it were popped (compacted once they are half the list)
         self.rank_of: dict[str, str] = {}
+        self.priority = 0
+        """How many of its sessions are priority waiters (`ranks.priority_rank`)."""
 
     def __len__(self) -> int:
         return len(self._keys) - self._head
@@ -70,6 +73,7 @@ class Prequeue:
     def add(self, sid: str, rank: str) -> None:
         bisect.insort(self._keys, f"{rank}:{sid}", lo=self._head)
         self.rank_of[sid] = rank
+        self.priority += rank.startswith(PRIORITY_MARK)
 
     def rank(self, sid: str) -> int | None:
         rank = self.rank_of.get(sid)
@@ -80,6 +84,7 @@ class Prequeue:
     def remove(self, sid: str) -> None:
         rank = self.rank_of.pop(sid, None)
         if rank is not None:
+            self.priority -= rank.startswith(PRIORITY_MARK)
             key = f"{rank}:{sid}"
             i = bisect.bisect_left(self._keys, key, lo=self._head)
             if i < len(self._keys) and self._keys[i] == key:
@@ -99,7 +104,7 @@ class Prequeue:
             self._head = 0
         sids = [key.partition(":")[2] for key in taken]
         for sid in sids:
-            del self.rank_of[sid]
+            self.priority -= self.rank_of.pop(sid).startswith(PRIORITY_MARK)
         return sids
 
 
@@ -119,9 +124,13 @@ def event_phase(controls: dict[str, str], now: int) -> tuple[str, bool]:
     return "before", drawn
 
 
-def prequeue_rank(controls: dict[str, str], sid: str, given: str, seq: int) -> str:
-    """A pre-queue join's rank key: the one given, else the rule's with the event's seed when
-    it shuffles (join.lua asks the caller for it), else the arrival order."""
+def prequeue_rank(controls: dict[str, str], sid: str, entry: Entry, seq: int) -> str:
+    """A rank key in the ordered line: a priority waiter's, else (an event's pre-queue) the one
+    given, else the rule's with the event's seed when it shuffles (join.lua asks the caller for
+    it), else the arrival order."""
+    if entry.priority > 0:
+        return priority_rank(entry.priority, seq)
+    given = entry.rank
     if given:
         return given
     seed = controls.get(EventField.SEED, "")
@@ -182,6 +191,8 @@ class RoomState:
     prequeue: Prequeue = field(default_factory=Prequeue)
     clients: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Join buckets per client: milli-tokens and when they were counted (see ClientLimit)."""
+    users: dict[str, str] = field(default_factory=dict)
+    """Enqueue-token user id → the session that took the user's place (join.lua's KEYS[11])."""
     joins: deque[str] = field(default_factory=deque)
     waiting: ScoredSet = field(default_factory=ScoredSet)
     active: ScoredSet = field(default_factory=ScoredSet)
@@ -277,3 +288,17 @@ def record_grants(r: RoomState, now: int, n: int) -> None:
         r.rate_sum, r.rate_at = decayed + n, now
         r.rate_since = r.rate_since or now
         r.granted += n
+
+
+def holder(r: RoomState, sessions: dict[str, SessionState], user: str, now: int) -> str | None:
+    """The session holding `user`'s place in the room (`held` in join.lua): waiting, or
+    admitted with a lease that has not run out; None when the place is gone."""
+    sid = r.users.get(user)
+    session = None if sid is None else sessions.get(sid)
+    if sid is None or session is None:
+        return None
+    if session.status is Status.WAITING:
+        return sid
+    lease = r.active.scores.get(sid)
+    live = session.status is Status.ACTIVE and lease is not None and lease > now
+    return sid if live else None

@@ -102,10 +102,11 @@ local function settle(member, f)
   return seq
 end
 
--- The pre-queue goes first, in drawn order (its zset's order), once the event has started;
--- the joins stream is walked only when it is empty, so every later arrival comes after it.
+-- The ordered line goes first, in its zset's order: priority waiters (whose rank keys sort
+-- before any other), then an event's pre-queue in drawn order once the event has started; the
+-- joins stream is walked only when it is empty, so every later arrival comes after it.
 local prequeued, walked = redis.call('ZCARD', KEYS[8]), false
-if quota > 0 and prequeued > 0 and phase ~= 'prequeue' and phase ~= 'before' then
+if quota > 0 and prequeued > 0 and phase ~= 'prequeue' then
   walked = true
   for _, item in ipairs(redis.call('ZRANGE', KEYS[8], 0, quota * scan - 1)) do
     local member = string.sub(item, string.find(item, ':', 1, true) + 1)

@@ -69,6 +69,20 @@ local function session_of(member, room)
   return member .. '.' .. room
 end
 
+-- The member of a session id of `room` (`RedisKeys.member`): the bare token of
+-- `<token>.<room>`, else the whole id behind a '.'.
+local function member_of(sid, room)
+  local token = string.match(sid, '^([^.]*)%.')
+  if token and string.sub(sid, #token + 2) == room then return token end
+  return '.' .. sid
+end
+
+-- The rank key of a priority waiter (`ranks.priority_rank`): '!' sorts before every drawn
+-- or arrival-order key, higher priorities first, join order within one.
+local function priority_rank(priority, seq)
+  return string.format('!%02d%020d', 99 - priority, seq)
+end
+
 -- The joins stream's entries after the grant cursor (not yet walked), oldest first, at most
 -- `count`.
 local function after_cursor(k_joins, k_cursor, count)
@@ -109,6 +123,21 @@ local function ticket(status, seq, k_waiting, k_active, k_stats, now, reason, en
   if status == 'ACTIVE' and ends then hard = ends end
   return {status, ahead, waiting, active, st[2] or '0', st[3] or '0', st[4] or '0', now,
     reason or '', just, hard}
+end
+
+-- A waiter's ticket. One in the ordered line in front of the stream (a priority waiter, or one
+-- in an event's pre-queue) is `ahead` of as many as its rank there; one in the stream is also
+-- behind everyone in the priority line.
+local function waiter(member, seq, k_waiting, k_active, k_stats, k_prequeue, k_rank, now)
+  local t = ticket('WAITING', seq, k_waiting, k_active, k_stats, now)
+  local rank = redis.call('HGET', k_rank, member)
+  if rank then
+    t[2] = redis.call('ZRANK', k_prequeue, rank .. ':' .. member) or t[2]
+  else
+    local first = redis.call('ZLEXCOUNT', k_prequeue, '[!', '(0')
+    t[2] = math.max(0, math.min(t[2] + first, t[3] - 1))
+  end
+  return t
 end
 
 -- A room's on-sale event lives in its control hash (fields: EventField in store/base.py). The

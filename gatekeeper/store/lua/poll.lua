@@ -7,7 +7,7 @@
 -- A waiter has no session hash: it is found by its member in the waiting-seq hash (join.lua).
 -- KEYS: 1 session hash, 2 waiting zset, 3 active zset, 4 room stats hash, 5 waiting-seq hash,
 --       6 room controls hash, 7 pre-queue zset, 8 pre-queue rank hash
--- A waiter in the pre-queue is `ahead` of as many as its rank in it (drawn order).
+-- A waiter's `ahead`: see `waiter` in lib.lua (the pre-queue and priority line go first).
 -- ARGV: 1 now ("" = TIME), 2 session id, 3 waiting timeout, 4 idle timeout, 5 retention,
 --       6 member, 7 room, 8 max session (0 = no cap)
 -- Returns the ticket (see lib.lua), or nil for an unknown or retired session.
@@ -30,12 +30,7 @@ if not status then
     or event_phase(KEYS[6], now) == 'closed'
   if alive and not closed then
     redis.call('ZADD', KEYS[2], 'XX', now, member)
-    local rank = redis.call('HGET', KEYS[8], member)
-    if rank then
-      local t = ticket(status, seq, KEYS[2], KEYS[3], KEYS[4], now, reason, ended)
-      t[2] = redis.call('ZRANK', KEYS[7], rank .. ':' .. member) or t[2]
-      return t
-    end
+    return waiter(member, seq, KEYS[2], KEYS[3], KEYS[4], KEYS[7], KEYS[8], now)
   else
     reason = 'waiting_timeout'
     if alive then reason = 'closed' end

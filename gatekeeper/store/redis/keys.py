@@ -20,6 +20,7 @@ class RedisKeys:
         "control",
         "prequeue",
         "prequeue_rank",
+        "users",
         "_client",
     )
 
@@ -37,6 +38,7 @@ class RedisKeys:
         self._client = base + "client:"
         self.prequeue = base + "prequeue"
         self.prequeue_rank = base + "prequeue-rank"
+        self.users = base + "users"
 
     def session(self, session_id: str) -> str:
         """The session hash of an id of this room."""

@@ -50,6 +50,7 @@ _CACHE_ROOMS = 50_000
 _REFUSED = "REFUSED"
 _RANK = "RANK"  # a shuffled pre-queue join without its rank key: here is the seed
 _RANK_ARG = 15  # where join.lua's ARGV[16], the rank key, is in the args
+_HELD_BY = 11  # join.lua's twelfth reply field: the session that holds the user's place
 
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
@@ -153,6 +154,7 @@ class RedisStore:
             k.client(entry.client),
             k.prequeue,
             k.prequeue_rank,
+            k.users,
         ]
         limited = bool(entry.client) and policy.client_joins_per_minute > 0
         args: list[str | int] = [
@@ -173,6 +175,9 @@ class RedisStore:
             policy.claim_window_ms,
             entry.rank,
             policy.max_session_ms,
+            entry.user,
+            k.session_prefix,
+            entry.priority,
         ]
         reply = await self._join(keys=keys, args=args)
         if reply[0] == _RANK:
@@ -180,7 +185,9 @@ class RedisStore:
             reply = await self._join(keys=keys, args=args)
         if reply[0] == _REFUSED:
             raise refusal(str(reply[1]), int(reply[2]))
-        ticket = self._ticket(session_id, room, reply)
+        # A user's place held by another session: that session answers (join.lua).
+        held = str(reply[_HELD_BY]) if len(reply) > _HELD_BY else session_id
+        ticket = self._ticket(held, room, reply)
         if not (entry.lazy and ticket.status is Status.WAITING):
             await self._register(room, fresh=ticket.waiting + ticket.active == 1)
         return ticket
@@ -279,7 +286,7 @@ class RedisStore:
             return False
         k = self.keys(room)
         keys = [k.waiting, k.active, k.stats, k.joins, k.cursor, k.waiting_seq]
-        keys += [k.prequeue, k.prequeue_rank]
+        keys += [k.prequeue, k.prequeue_rank, k.users]
         try:
             released = await self._release(keys=keys, args=[])
         except Exception:
