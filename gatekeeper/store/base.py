@@ -106,9 +106,8 @@ class Entry:
     """In an event's pre-queue: the session's rank key (`core.draw.rank_key`), which fixes its
     place in the drawn order; "" = arrival order."""
     user: str = ""
-    """The visitor's identity vouched for by an enqueue token: one place per user and room.
-    A join of a user whose earlier session still waits or is admitted answers that session
-    (`Ticket.session_id` then differs from the id asked for) and writes nothing. "" = none."""
+    """An enqueue token's user: one place per user and room. A join of a user whose session
+    still holds a place answers that session (another `Ticket.session_id`); "" = none."""
     priority: int = 0
     """0 for the ordinary line; 1..`enqueue.MAX_PRIORITY` wait in front of it, the highest first, in
     join order within a priority (an enqueue token's `priority`). Never a lazy join."""
