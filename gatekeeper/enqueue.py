@@ -23,7 +23,7 @@ MAX_PRIORITY = 99
 """The highest priority a token may give (higher goes first)."""
 MAX_TOKEN_CHARS = 2048
 """Longest token read; a longer one is invalid before any work is done on it."""
-MAX_USER_ID_CHARS = 256
+MAX_USER_ID_CHARS = 128
 """Longest user id a token may carry."""
 
 _PREFIX = "v1."

@@ -22,6 +22,8 @@ class Verdict(StrEnum):
     """The room's line is at its cap (or the store is out of memory): 503 "queue full"."""
     CLOSED = "closed"
     """The room is closed (sold out): the closed page, or 409 `room_closed` as JSON."""
+    DENIED = "denied"
+    """The room needs an enqueue token and none valid came: 403."""
     UNAVAILABLE = "unavailable"
     """The store failed and the failure policy is closed: "we'll be right back"."""
     FAIL_OPEN = "fail_open"
@@ -36,8 +38,8 @@ class Verdict(StrEnum):
 
 LET_THROUGH = frozenset({Verdict.PASS, Verdict.ADMITTED, Verdict.FAIL_OPEN, Verdict.PASSTHROUGH})
 """The verdicts that forward the request to the app."""
-TURNED_AWAY = frozenset({Verdict.LIMITED, Verdict.FULL, Verdict.CLOSED})
+TURNED_AWAY = frozenset({Verdict.LIMITED, Verdict.FULL, Verdict.CLOSED, Verdict.DENIED})
 """The verdicts that refuse a newcomer a place (try again after Retry-After; a closed room for
-good, until an operator reopens it)."""
+good, until an operator reopens it; without a valid enqueue token, until the site gives one)."""
 COUNTED = tuple(v for v in Verdict if v is not Verdict.ABSENT)
 """The verdicts the metrics count (ABSENT is counted as WAITING)."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system programs the test suite drives for real: redis-server, Chromium, nginx
-# (and wrk for `make bench`).
+# Installs the system programs the test suite drives for real: redis-server, Chromium, nginx,
+# Node.js and npm (docs' minting snippet, axe-core) (and wrk for `make bench`).
 # Uses apt-get when running as root (or with sudo); otherwise says what is missing.
 set -euo pipefail
 
@@ -9,6 +9,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

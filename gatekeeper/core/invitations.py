@@ -55,8 +55,8 @@ def token_of(scope: Scope) -> tuple[str | None, bool]:
             name, _, value = part.partition(b"=")
             if name == QUERY_PARAMETER:
                 return _text(unquote_to_bytes(value.replace(b"+", b" "))), True
-    value = header(scope, HEADER)
-    return (None if value is None else _text(value)), False
+    raw = header(scope, HEADER)
+    return (None if raw is None else _text(raw)), False
 
 
 def without_token(query: bytes) -> bytes:

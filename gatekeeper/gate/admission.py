@@ -14,6 +14,9 @@ cookie and the waiting page, and its session is written only when the cookie com
 client that keeps no cookies adds nobody to the line. Joins count against the client's join
 limit (its address through trusted proxies, `gatekeeper.clients`) and the room's queue cap.
 
+In a room that needs enqueue tokens (`core.invitations`), a join needs a valid one: it takes
+the user's one place (or finds the place the user holds), never lazily, without a challenge.
+
 A closed room (sold out) lets nobody join: a newcomer, and a waiter whose session the close
 ended, get the closed answer (no new session); admitted visitors go on until they leave or time
 out.
@@ -31,7 +34,9 @@ from gatekeeper.clients import ClientAddresses
 from gatekeeper.clock import Clock, seconds
 from gatekeeper.config.settings import ChallengeKind, FailurePolicy, Settings
 from gatekeeper.core.events import Phase
+from gatekeeper.core.invitations import Invitations, token_of
 from gatekeeper.core.rooms import Rooms
+from gatekeeper.enqueue import TokenProblem
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.gate.binding import Binding
 from gatekeeper.gate.challenge import Challenges
@@ -82,6 +87,8 @@ class Decision:
     """WAITING without a place yet: the session is written when the cookie comes back."""
     challenge: ChallengeView | None = None
     """A provisional visitor's challenge, to be met before that comeback counts."""
+    problem: TokenProblem | None = None
+    """DENIED: what was wrong with the join's enqueue token."""
 
 
 class Strip:
@@ -143,6 +150,7 @@ class Admission:
         self.addresses = ClientAddresses(settings.proxy.trusted_proxies)
         self._binding = Binding(settings, self.codec, self.addresses)
         self.challenges = Challenges(settings)
+        self.invitations = Invitations(settings, clock)
         self._pass_ms = int(cookie.pass_ttl * 1000)
         self._half_ms = self._pass_ms // 2
         self._fail_open = settings.gate.failure_policy is FailurePolicy.OPEN
@@ -246,12 +254,20 @@ class Admission:
             # A cookie back for a session the store does not know (the first answer to a lazy
             # join, or one past its retention) joins with that session: this browser keeps
             # cookies. Without a cookie the join is lazy.
+            claim = self.invitations.check(room, token_of(scope)[0])
+            if isinstance(claim, TokenProblem):
+                return Decision(Verdict.DENIED, problem=claim)
             back = visitor is not None and ticket is None
             sid = visitor.session_id if back and visitor is not None else new_session_id(room)
-            lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
-            entry = Entry(self.addresses.key(scope), lazy, self.rooms.rank(room, sid))
+            client, rank = self.addresses.key(scope), self.rooms.rank(room, sid)
+            if claim is None:
+                lazy = visitor is None or not await self._met_challenge(room, sid, scope, back)
+                entry = Entry(client, lazy, rank)
+            else:
+                entry = Entry(client, False, rank, claim.user_id, claim.priority)
+            user_id = "" if claim is None else claim.user_id
             try:
-                ticket = await self.store.join(room, sid, policy, entry=entry)
+                ticket = await self.store.join(room, sid, policy, user_id=user_id, entry=entry)
             except JoinRefused as refused:
                 # Closed in the store before this replica's next grant tick saw it: the same.
                 verdict = _REFUSED[refused.reason]

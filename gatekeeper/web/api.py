@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from gatekeeper.asgi import Receive, Scope, Send, send_error, send_json
 from gatekeeper.clients import ClientAddresses
 from gatekeeper.config import Settings
+from gatekeeper.core.invitations import Invitations
 from gatekeeper.core.rooms import Rooms
+from gatekeeper.enqueue import MAX_USER_ID_CHARS, TokenProblem
 from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, new_session_id, room_of
 from gatekeeper.metrics import Metrics
@@ -18,13 +21,18 @@ from gatekeeper.web.json_body import read_object
 
 log = logging.getLogger("gatekeeper.web.api")
 
-MAX_USER_ID = 128
+MAX_USER_ID = MAX_USER_ID_CHARS
 LEAVE_SUFFIX = ":leave"
 RETRY_AFTER = (b"retry-after", b"2")
 _REFUSED = {
     Refusal.RATE_LIMITED: "too many joins from your network; try again after Retry-After",
     Refusal.QUEUE_FULL: "the line is full; try again after Retry-After",
     Refusal.ROOM_CLOSED: "this waiting room is closed: no more places are available",
+}
+_UNINVITED = {
+    TokenProblem.REQUIRED: "this waiting room takes joins with an enqueue token from the site",
+    TokenProblem.INVALID: "the enqueue token is not valid here (expired, altered or another "
+    "room's): ask the site for a new one",
 }
 # A refusal's status code; a closed room is a final answer (no Retry-After), not an overload.
 _REFUSED_STATUS = {Refusal.RATE_LIMITED: 429, Refusal.QUEUE_FULL: 503, Refusal.ROOM_CLOSED: 409}
@@ -56,6 +64,7 @@ class WaitingRoomAPI:
         self._max_body = settings.api.max_body_bytes
         self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
         self._events = events or Events(store, rooms)
+        self._invitations = Invitations(settings, rooms.clock)
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the API."""
@@ -108,17 +117,25 @@ class WaitingRoomAPI:
         if data is None:
             return  # answered already (400/413), or the client has gone
         event_id, user_id, problem = _parse_join(data)
-        if problem:
-            return await send_error(send, 400, "bad_request", problem)
+        token = data.get("enqueueToken")
+        if problem or not isinstance(token, str | None):
+            return await send_error(send, 400, "bad_request", problem or "enqueueToken: a string")
         room = self.rooms.resolve(event_id)
         if room is None:
             return await send_error(send, 404, "unknown_event", "no waiting room for this event")
+        claim = self._invitations.check(room, token)
+        if isinstance(claim, TokenProblem):
+            return await send_error(send, 403, claim.value, _UNINVITED[claim])
         session_id = new_session_id(room)
         entry = Entry(self._addresses.key(scope), rank=self.rooms.rank(room, session_id))
+        if claim is not None:  # the token's user, whatever label the body gave
+            entry = replace(entry, user=claim.user_id, priority=claim.priority)
+            user_id = claim.user_id
         policy = self.rooms.policy(room)
         ticket = await self.store.join(room, session_id, policy, user_id=user_id, entry=entry)
         self.metrics.joined(room, ticket.status is Status.ACTIVE)
-        location = self.session_url(session_id).encode()
+        # A user who holds a place already gets that session back (one place per user).
+        location = self.session_url(ticket.session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
 
     async def _event(self, room: str, send: Send) -> None:
