@@ -158,6 +158,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("server.max-headers", Kind.INT, 8, 1000),
     Leaf("server.head-timeout", Kind.SECS, gt=0),
     Leaf("server.max-connections", Kind.INT, 0, 1_000_000),
+    Leaf("server.workers", Kind.INT, 1, 256),
     Leaf("gate.origin", Kind.STR, check=values.origin_url,
          what="empty or http(s)://host[:port], no path"),
     Leaf("gate.protect", Kind.LIST, check=values.glob, what=_GLOBS_ARE),

@@ -203,6 +203,8 @@ class ServerSettings:
     max_connections: int = 0
     """Most open client connections; past it new requests are answered 503. 0: what the
     open-file limit leaves after the origin and Redis pools (see `gatekeeper.server`)."""
+    workers: int = 1
+    """Processes serving the one port (more than one needs Redis: rooms are shared there)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.lifecycle.retention", "forever"),
     ("waitingroom.lifecycle.max-session", -1),
     ("waitingroom.lifecycle.expected-stay", -1),
+    ("waitingroom.server.workers", 0),
     ("waitingroom.gate.return-paths", [" "]),
     ("waitingroom.gate.return-max-body-bytes", 100),
     ("waitingroom.gate.language", "english"),
