@@ -20,6 +20,7 @@ from gatekeeper.core.rooms import Rooms
 from gatekeeper.errors import StoreError
 from gatekeeper.gate.admission import Admission
 from gatekeeper.gate.auth_request import AuthRequest
+from gatekeeper.gate.bounce import Bounce
 from gatekeeper.gate.forwarding import Forwarding
 from gatekeeper.gate.middleware import Gate, GateParts
 from gatekeeper.gate.paths import PathRules
@@ -153,6 +154,7 @@ class WaitingRoom(Gate):
             endpoints=runtime.endpoints(root=False),
             metrics=runtime.metrics,
             lifecycle=runtime,
+            bounce=Bounce(s.gate, runtime.admission.cookie_name),
         )
         super().__init__(app, parts)
         self.codec = runtime.codec

@@ -14,6 +14,7 @@ from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope
 from gatekeeper.config.settings import Settings
 from gatekeeper.errors import StoreError
 from gatekeeper.gate.admission import STRIP, Admission, Admitted, Strip
+from gatekeeper.gate.bounce import MARKER, unmark
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.proof import make_proof
 from gatekeeper.metrics import Metrics
@@ -30,9 +31,9 @@ _COOKIE = b"cookie"
 _CONNECTION = b"connection"
 _CACHE_CONTROL = b"cache-control"
 _OWS = b" \t"
-# Directives that let a shared cache store the response (or that `private` replaces:
-# `private="set-cookie"` names fields, and leaves the rest cacheable).
-_SHARED = frozenset({b"public", b"s-maxage", b"private"})
+# Directives that let a shared cache store the response: `private` replaces them, and
+# `no-store` comes with it (a bare `private` is ours; `private="set-cookie"` is quoted).
+_SHARED = frozenset({b"public", b"s-maxage"})
 
 
 class Forwarding:
@@ -59,6 +60,8 @@ class Forwarding:
         self._proof_secret = settings.proof_secret.encode() if settings.proof_secret else None
         self._id_prefix = secrets.token_hex(10).encode()
         self._ids = itertools.count()
+        # Only a gate with return paths bounces, so only it has a marker to take off.
+        self._marker = MARKER if settings.gate.return_paths else None
 
     def headers(self, headers: HeaderSeq, admitted: Admitted | None) -> Headers:
         """The request headers the app sees: our cookies and any client-made proof header
@@ -114,6 +117,8 @@ class Forwarding:
         commands (leave, close) and done paths, and count the response (status, time)."""
         inner = dict(scope)
         inner["headers"] = self.headers(scope["headers"], admitted)
+        if self._marker is not None and self._marker in scope.get("query_string", b""):
+            inner["query_string"] = unmark(scope["query_string"])  # the bounce's, not the app's
         if scope["type"] != "http":
             return await self.app(inner, receive, send)
         started = time.perf_counter()
@@ -211,26 +216,25 @@ class Forwarding:
 
 def private(headers: Headers) -> Headers:
     """The headers of a response carrying our Set-Cookie, made uncacheable by shared caches
-    (which would hand the pass to everyone): `private` merged into Cache-Control, `public`
-    and `s-maxage` dropped; `private, no-store` when there was none."""
+    (which would hand the pass to everyone): `private` merged into Cache-Control; where the
+    origin said `public` (or `s-maxage`) those go and `no-store` comes too, so that nothing
+    meant for sharing keeps a copy. `private` alone when there was none: the browser's own
+    cache (and its back/forward cache) may still keep the visitor's page."""
     out: Headers = []
     directives: list[bytes] = [b"private"]
-    found = False
     for key, value in headers:
         if key.lower() != _CACHE_CONTROL:
             out.append((key, value))
         elif b'"' in value:
             # A quoted argument may hold commas: rather than parse it, store nothing at all.
-            found = True
             directives.append(b"no-store")
         else:
-            found = True
             for directive in value.split(b","):
                 directive = directive.strip(_OWS)
                 name = directive.partition(b"=")[0].rstrip(_OWS).lower()
-                if directive and name not in _SHARED:
+                if name in _SHARED:
+                    directives.insert(1, b"no-store")
+                elif directive and name != b"private":
                     directives.append(directive)
-    if not found:
-        directives.append(b"no-store")
     out.append((_CACHE_CONTROL, b", ".join(dict.fromkeys(directives))))
     return out

@@ -8,6 +8,7 @@ from typing import Self
 from gatekeeper.asgi import ASGIApp, Lifecycle, Message, Receive, Scope, Send, serve_lifespan
 from gatekeeper.gate.admission import Admission, Admitted
 from gatekeeper.gate.auth_request import AuthRequest
+from gatekeeper.gate.bounce import Bounce
 from gatekeeper.gate.forwarding import Forwarding
 from gatekeeper.gate.responses import Responses
 from gatekeeper.gate.routes import Routes
@@ -32,6 +33,7 @@ class GateParts:
     endpoints: Endpoints
     metrics: Metrics
     lifecycle: Lifecycle
+    bounce: Bounce
 
 
 class Gate:
@@ -93,13 +95,17 @@ class Gate:
         self, scope: Scope, receive: Receive, send: Send, room: str, done: bool
     ) -> None:
         headers = scope["headers"]
+        # Before `decide`: a payment return without our cookie must not look like a newcomer.
+        replay = await self._parts.bounce.screen(scope, receive, send, room)
+        if replay is None:
+            return
         d = await self.admission.decide(room, scope)
         self._metrics.decision(d.verdict)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
                 self.admission.remember(room, headers, d.session_id)
             admitted = Admitted(room, d.session_id, done, d.cookie)
-            return await self._forwarding.forward(scope, receive, send, admitted)
+            return await self._forwarding.forward(scope, replay, send, admitted)
         if d.verdict is Verdict.WAITING:
             return await self._parts.responses.waiting(scope, send, d)
         if d.verdict in TURNED_AWAY:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gatekeeper.app import Runtime, WaitingRoom
+from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.gate.admission import STRIP, Admitted
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.forwarding import REQUEST_ID
@@ -162,3 +165,57 @@ async def test_every_cookie_header_is_stripped_whatever_its_case(
             status, body = await raw_get(h.gate, headers)
             assert status == 200
             assert "gk_session" not in json.dumps(body["headers"])
+
+
+class _CacheOrigin:
+    """A site answering with the given Cache-Control, and a Set-Cookie of its own."""
+
+    def __init__(self, cache_control: bytes | None) -> None:
+        self.cache_control = cache_control
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"set-cookie", b"cart=1; Path=/")]
+        if self.cache_control is not None:
+            headers.append((b"cache-control", self.cache_control))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _shared_cacheable(cache_control: str) -> bool:
+    names = {d.strip().partition("=")[0].lower() for d in cache_control.split(",")}
+    return "private" not in names and "no-store" not in names
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (None, ["private"]),
+        (b"public, max-age=600", ["private", "max-age=600"]),
+        (b"s-maxage=60", ["private"]),
+        (b"max-age=60, s-maxage=600, public", ["private", "max-age=60"]),
+        (b"private, no-store", ["private", "no-store"]),
+        (b"no-store", ["private", "no-store"]),
+        (b"no-cache, must-revalidate", ["private", "no-cache", "must-revalidate"]),
+    ],
+)
+async def test_an_answer_with_our_cookie_is_never_stored_by_a_shared_cache(
+    sent: bytes | None, kept: list[str]
+) -> None:
+    h = Harness()
+    runtime = Runtime(h.settings, store=h.store, clock=h.clock)
+    gate = WaitingRoom(_CacheOrigin(sent), runtime=runtime, clock=h.clock)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=gate), base_url="https://shop.test"
+    ) as alice:
+        r = await alice.get("/seats")  # a new pass: our Set-Cookie beside the origin's
+        ours = [c for c in r.headers.get_list("set-cookie") if c.startswith("gk_session=")]
+        assert ours and "cart=1; Path=/" in r.headers.get_list("set-cookie")
+        [cache_control] = r.headers.get_list("cache-control")
+        assert not _shared_cacheable(cache_control)
+        directives = [d.strip() for d in cache_control.split(",")]
+        assert all(k in directives for k in kept)
+        assert "public" not in cache_control and "s-maxage" not in cache_control
+        await alice.get("/seats")  # the claim (a renewed pass)
+        r = await alice.get("/seats")  # the hot path: no cookie of ours, the origin's say
+        assert all(not c.startswith("gk_session=") for c in r.headers.get_list("set-cookie"))
+        assert r.headers.get_list("cache-control") == ([] if sent is None else [sent.decode()])

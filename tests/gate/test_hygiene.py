@@ -161,11 +161,12 @@ def _client(gate: WaitingRoom) -> httpx.AsyncClient:
 @pytest.mark.parametrize(
     ("sent", "answered"),
     [
-        ([b"public, max-age=600, s-maxage=600"], "private, max-age=600"),
-        ([b"public", b"max-age=60"], "private, max-age=60"),
+        ([b"public, max-age=600, s-maxage=600"], "private, no-store, max-age=600"),
+        ([b"public", b"max-age=60"], "private, no-store, max-age=60"),
         ([b'private="set-cookie", max-age=60'], "private, no-store"),
-        ([b"S-MaxAge=60, Public, no-cache"], "private, no-cache"),
-        ([], "private, no-store"),
+        ([b"S-MaxAge=60, Public, no-cache"], "private, no-store, no-cache"),
+        ([b"max-age=60"], "private, max-age=60"),
+        ([], "private"),
     ],
 )
 async def test_an_answer_carrying_a_pass_is_never_shared_cacheable(
@@ -208,7 +209,7 @@ def test_private_keeps_other_headers_and_directives_in_order() -> None:
     assert private(headers) == [
         (b"x-a", b"1"),
         (b"x-b", b"2"),
-        (b"cache-control", b"private, no-cache, max-age=5, must-revalidate"),
+        (b"cache-control", b"private, no-store, no-cache, max-age=5, must-revalidate"),
     ]
     assert private([(b"cache-control", b"private, no-store")]) == [
         (b"cache-control", b"private, no-store")
