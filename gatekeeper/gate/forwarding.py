@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 
 from gatekeeper.asgi import ASGIApp, Headers, HeaderSeq, Message, Receive, Scope, Send
 from gatekeeper.config.settings import Settings
+from gatekeeper.core.invitations import HEADER
 from gatekeeper.errors import StoreError
 from gatekeeper.gate.admission import STRIP, Admission, Admitted, Strip
 from gatekeeper.gate.bounce import MARKER, unmark
@@ -23,6 +24,8 @@ from gatekeeper.store.base import Control, Mode, Operations
 log = logging.getLogger("gatekeeper.gate")
 
 COMMAND_HEADER = b"x-gatekeeper-command"
+# The site's enqueue token, for the gate alone (core/invitations.py): never forwarded.
+_ENQUEUE = HEADER
 _LEAVE = b"leave"
 _CLOSE = b"close"
 _CLOSED = {Control.MODE.value: Mode.CLOSED.value}
@@ -64,10 +67,10 @@ class Forwarding:
         self._marker = MARKER if settings.gate.return_paths else None
 
     def headers(self, headers: HeaderSeq, admitted: Admitted | None) -> Headers:
-        """The request headers the app sees: our cookies and any client-made proof header
-        removed, Connection tokens naming the headers the gate sets dropped, the proof (when
-        configured and `admitted`) and a request id (unless the client sent one) added. The
-        one rewrite, for the hot path, the full path and bypass (`admitted` None) alike."""
+        """The request headers the app sees: our cookies, any client-made proof header and an
+        enqueue token removed, Connection tokens naming the headers the gate sets dropped,
+        the proof (when configured and `admitted`) and a request id (unless the client sent
+        one) added. The one rewrite, for the hot path, the full path and bypass alike."""
         out: Headers = []
         has_id = False
         proof = self._proof_header
@@ -86,7 +89,7 @@ class Forwarding:
                 kept = self._connection(item)
                 if kept is not None:
                     out.append(kept)
-            elif key != proof:
+            elif key != proof and key != _ENQUEUE:
                 out.append(item)
         if self._proof_secret is not None and admitted is not None:
             value = make_proof(self._proof_secret, admitted.session_id, self._clock() // 1000)

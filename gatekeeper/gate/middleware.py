@@ -9,6 +9,7 @@ from gatekeeper.asgi import ASGIApp, Lifecycle, Message, Receive, Scope, Send, s
 from gatekeeper.gate.admission import Admission, Admitted
 from gatekeeper.gate.auth_request import AuthRequest
 from gatekeeper.gate.bounce import Bounce
+from gatekeeper.gate.enqueue_link import CLEANED, carries_token, redirect_without_token
 from gatekeeper.gate.forwarding import Forwarding
 from gatekeeper.gate.responses import Responses
 from gatekeeper.gate.routes import Routes
@@ -82,7 +83,7 @@ class Gate:
         if room is None:
             self._metrics.decision(_BYPASS)
             return await self._forwarding.bypass(scope, receive, send)
-        if kind == "http":
+        if kind == "http" and not carries_token(scope):
             admitted = self.admission.quick_pass(room, scope)
             if admitted is not None:
                 self._metrics.decision(_PASS)
@@ -101,6 +102,8 @@ class Gate:
             return
         d = await self.admission.decide(room, scope)
         self._metrics.decision(d.verdict)
+        if d.verdict in CLEANED and scope["type"] == "http" and carries_token(scope):
+            return await redirect_without_token(scope, send, d.cookie)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
                 self.admission.remember(room, headers, d.session_id)
