@@ -111,6 +111,7 @@ async def wait_until(
 def _origin_app(secret: bytes) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     records: list[tuple[int, str, str]] = []
     refused = [0]
+    leaked = [0]  # requests that carried an enqueue token (query or header): never allowed
 
     async def respond(
         send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]
@@ -130,12 +131,18 @@ def _origin_app(secret: bytes) -> Callable[[Scope, Receive, Send], Awaitable[Non
             pass
         path: str = scope["path"]
         if path == RECORDS_PATH:
-            body = json.dumps({"records": records, "refused": refused[0]}).encode()
+            body = json.dumps(
+                {"records": records, "refused": refused[0], "leaked": leaked[0]}
+            ).encode()
             return await respond(send, 200, body, [])
         proof = b""
         for key, value in scope["headers"]:
             if key == b"x-gatekeeper-proof":
                 proof = value
+            if key == b"x-gatekeeper-enqueue":
+                leaked[0] += 1
+        if b"gk-enqueue" in scope.get("query_string", b""):
+            leaked[0] += 1
         sid = verify_proof(secret, proof.decode("latin-1"), now_s=int(time.time()))
         if sid is None:
             refused[0] += 1
@@ -208,6 +215,13 @@ class OriginProcess:
         return [OriginRecord(int(t), str(s), str(p)) for t, s, p in data["records"]], int(
             data["refused"]
         )
+
+    async def leaked(self) -> int:
+        """How many requests reached the origin carrying an enqueue token."""
+        async with new_client() as client:
+            reply = await client.get(self.url + RECORDS_PATH)
+        reply.raise_for_status()
+        return int(reply.json()["leaked"])
 
     def stop(self) -> None:
         if self.proc is not None:
