@@ -9,6 +9,7 @@ from gatekeeper.clock import Clock, wall_clock
 from gatekeeper.config.events import format_instant
 from gatekeeper.config.settings import RoomOverride, Settings
 from gatekeeper.core import schedule
+from gatekeeper.core.estimates import Basis, RoomWatch
 from gatekeeper.core.events import LiveEvent, Phase, phase_at, read_event
 from gatekeeper.ids import ROOM_ID
 from gatekeeper.store.base import MESSAGE_FIELD, Control, Mode, RoomPolicy, Status, Ticket
@@ -62,6 +63,7 @@ class Rooms:
         self._modes: dict[str, Mode] = {}
         self._effective: dict[str, RoomPolicy] = {}
         self._rate_ms = settings.processing.rate_ms
+        self._watch = RoomWatch()
         self.configured = frozenset({self.default, *settings.rooms.overrides})
 
     def resolve(self, event_id: str | None) -> str | None:
@@ -92,6 +94,7 @@ class Rooms:
         for cache in (self._live, self._modes, self._effective, self._events):
             for room in [r for r in cache if r not in keep]:
                 del cache[room]
+        self._watch.retain(keep)
 
     @property
     def unlisted(self) -> int:
@@ -182,7 +185,8 @@ class Rooms:
         pre-queue also `startsAt`, and no position (everyone in it is equal until the draw)."""
         room = ticket.room
         polling = self._settings.polling
-        body = schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room))
+        basis = self.basis(room, ticket)
+        body = schedule.status_body(ticket, polling, self.policy(room), self.max_rate(room), basis)
         phase = self.phase(room)
         body["phase"] = phase.value
         message = self._live.get(room, {}).get(MESSAGE_FIELD)
@@ -193,11 +197,37 @@ class Rooms:
             if phase is Phase.PREQUEUE and ticket.status is Status.WAITING:
                 body["position"] = None
                 body["estimatedWaitSeconds"] = None
+                body["estimatedWaitRange"] = None
                 body["startsAt"] = format_instant(event.schedule.starts_at)
             after = body["pollAfterMs"]
             assert isinstance(after, int)
             body["pollAfterMs"] = self._by_the_start(room, after)
         return body
+
+    def basis(self, room: str, ticket: Ticket | None = None) -> Basis:
+        """The numbers a wait range of the room is made of (`estimates.wait_range`): its live
+        capacity, its fastest rate within new-visitors-per-minute, the expected stay, and the
+        spread and drain of its grants, which a `ticket` of the room seen now updates."""
+        policy = self.effective(room)
+        fastest = self.max_rate(room)
+        if policy.per_minute > 0:
+            fastest = min(fastest, policy.per_minute / 60)
+        if ticket is not None and ticket.grant_rate > 0:
+            spread, drain = self._watch.observe(ticket, self.clock())
+        else:
+            spread, drain = self._watch.last(room)
+        return Basis(policy.capacity, fastest, self.expected_stay_s(room), spread, drain)
+
+    def expected_stay_s(self, room: str) -> float:
+        """`lifecycle.expected-stay` of the room (0: its idle timeout), within max-session."""
+        key = room if room in self.configured else self.default
+        override = self._settings.rooms.overrides.get(key, RoomOverride()).expected_stay
+        stay = self._settings.lifecycle.expected_stay if override is None else override
+        policy = self.policy(room)
+        stay_ms = stay * 1000 or policy.idle_timeout_ms
+        if policy.max_session_ms > 0:
+            stay_ms = min(stay_ms, policy.max_session_ms)
+        return stay_ms / 1000
 
     def policy(self, room: str) -> RoomPolicy:
         """The policy of a room: defaults merged with its override."""

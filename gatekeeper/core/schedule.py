@@ -6,6 +6,7 @@ import math
 
 from gatekeeper.config.events import format_instant
 from gatekeeper.config.settings import PollingSettings
+from gatekeeper.core.estimates import Basis, wait_range
 from gatekeeper.store.base import TERMINAL, RoomPolicy, Status, Ticket
 
 FRONT_S = 5
@@ -53,15 +54,26 @@ def poll_after_ms(
 
 
 def status_body(
-    ticket: Ticket, polling: PollingSettings, policy: RoomPolicy, max_rate: float
+    ticket: Ticket,
+    polling: PollingSettings,
+    policy: RoomPolicy,
+    max_rate: float,
+    basis: Basis | None = None,
 ) -> dict[str, object]:
     """The poll API's JSON object for a ticket; an ended session's tells why (`reason`, an
-    `EndReason` value, or null for a session that ended before reasons were kept)."""
+    `EndReason` value, or null for a session that ended before reasons were kept).
+
+    `estimatedWaitRange` is `estimates.wait_range` from `basis` (default: the policy's own
+    numbers); `estimatedWaitSeconds` stays the observed-rate estimate, null before the first
+    grant, when only the range (from the configured numbers) has an answer.
+    """
+    found = wait_range(ticket, basis or Basis.of(policy, max_rate))
     body: dict[str, object] = {
         "sessionId": ticket.session_id,
         "status": ticket.status.value,
         "position": ticket.ahead,
         "estimatedWaitSeconds": estimated_wait_seconds(ticket),
+        "estimatedWaitRange": None if found is None else list(found),
         "pollAfterMs": poll_after_ms(ticket, polling, policy, max_rate),
     }
     if ticket.status in TERMINAL:

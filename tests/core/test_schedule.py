@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from gatekeeper.config.settings import PollingSettings
 from gatekeeper.core.schedule import estimated_wait_seconds, poll_after_ms, status_body
 from gatekeeper.store.base import EndReason, RoomPolicy, Status, Ticket
@@ -43,8 +45,19 @@ def test_status_body_is_the_poll_api_object() -> None:
         "status": "WAITING",
         "position": 199,
         "estimatedWaitSeconds": 40,
+        "estimatedWaitRange": [32, 49],  # the prior spread: see tests/core/test_estimates.py
         "pollAfterMs": 10_000,
     }
+
+
+def test_before_the_first_grant_only_the_range_has_an_answer() -> None:
+    # 9 ahead, the room full (10 places, 100 active): places free at 10 per 300 s (the idle
+    # timeout, no expected stay given), so about 300 s.
+    body = status_body(ticket(Status.WAITING, ahead=9), POLLING, POLICY, 50.0)
+    low, high = cast(list[int], body["estimatedWaitRange"])
+    assert body["estimatedWaitSeconds"] is None and low < 300 < high
+    assert status_body(ticket(Status.ACTIVE), POLLING, POLICY, 50.0)["estimatedWaitRange"] == [0, 0]
+    assert status_body(ticket(Status.LEFT), POLLING, POLICY, 50.0)["estimatedWaitRange"] is None
 
 
 def test_an_ended_session_s_body_tells_why_and_only_then() -> None:

@@ -62,6 +62,7 @@ async def test_queue_flow_poll_and_leave(app: Service, client: httpx.AsyncClient
     assert [p["position"] for p in polls[2:]] == [0, 1]
     for p in polls:
         keys = {"sessionId", "status", "position", "estimatedWaitSeconds", "pollAfterMs", "phase"}
+        keys.add("estimatedWaitRange")
         assert set(p) == keys and p["phase"] == "open"
         assert 1000 <= p["pollAfterMs"] <= 20000
     r = await client.post(f"{PREFIX}/sessions/{ids[0]}:leave")
