@@ -19,6 +19,11 @@ def _ms(override: float | None, default: float) -> int:
     return max(1, round((default if override is None else override) * 1000))
 
 
+MAX_SESSION_FIELD = "max-session"
+"""The control-hash field of an operator's live session cap for a room (whole seconds; 0 = no
+cap): it replaces `lifecycle.max-session` on every replica from its next grant tick."""
+
+
 def policy_for(settings: Settings, room: str) -> RoomPolicy:
     """The store policy of a room: processing/lifecycle defaults with the room's override."""
     o = settings.rooms.overrides.get(room, RoomOverride())
@@ -60,6 +65,7 @@ class Rooms:
         self._new: set[str] = set()
         self._policies: dict[str, RoomPolicy] = {}
         self._live: dict[str, dict[str, str]] = {}
+        self._capped: dict[str, RoomPolicy] = {}
         self._modes: dict[str, Mode] = {}
         self._effective: dict[str, RoomPolicy] = {}
         self._rate_ms = settings.processing.rate_ms
@@ -91,7 +97,7 @@ class Rooms:
         keep = {*listed, *self.configured}
         self._unlisted = frozenset(keep - self.configured)
         self._new.clear()
-        for cache in (self._live, self._modes, self._effective, self._events):
+        for cache in (self._live, self._modes, self._effective, self._events, self._capped):
             for room in [r for r in cache if r not in keep]:
                 del cache[room]
         self._watch.retain(keep)
@@ -109,6 +115,13 @@ class Rooms:
             self._modes[room] = Mode(controls.get(Control.MODE, Mode.OPEN))
         except ValueError:
             self._modes[room] = Mode.OPEN
+        limit = controls.get(MAX_SESSION_FIELD)
+        if limit is not None and limit.isdigit():
+            key = room if room in self.configured else self.default
+            base = self._policies.get(key) or policy_for(self._settings, key)
+            self._capped[room] = replace(base, max_session_ms=int(limit) * 1000)
+        else:
+            self._capped.pop(room, None)
         event = read_event(controls)
         if event is None:
             self._events.pop(room, None)
@@ -230,7 +243,11 @@ class Rooms:
         return stay_ms / 1000
 
     def policy(self, room: str) -> RoomPolicy:
-        """The policy of a room: defaults merged with its override."""
+        """The policy of a room: defaults merged with its override, and the operator's live
+        session cap (`MAX_SESSION_FIELD`) when one is set."""
+        capped = self._capped.get(room)
+        if capped is not None:
+            return capped
         # Unlisted rooms share the default policy, so random room ids cannot grow this cache.
         key = room if room in self.configured else self.default
         found = self._policies.get(key)

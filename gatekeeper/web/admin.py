@@ -10,7 +10,7 @@ from typing import Any
 
 from gatekeeper.asgi import Receive, Scope, Send, header, send_error, send_json
 from gatekeeper.config.settings import Settings
-from gatekeeper.core.rooms import Rooms
+from gatekeeper.core.rooms import MAX_SESSION_FIELD, Rooms
 from gatekeeper.errors import StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, room_of
 from gatekeeper.metrics import Metrics
@@ -33,6 +33,7 @@ _FIELDS = {
     "capacity": (Control.CAPACITY, 1, 10_000_000),
     "batchSize": (Control.BATCH_SIZE, 1, 100_000),
     "newVisitorsPerMinute": (Control.PER_MINUTE, 0, 100_000_000),
+    "maxSessionSeconds": (MAX_SESSION_FIELD, 0, 30 * 86_400),
 }
 _MODE_ACTIONS = {
     "pause": Mode.PAUSED,
@@ -237,6 +238,7 @@ class AdminAPI:
             "capacity": effective.capacity,
             "batchSize": effective.batch_size,
             "newVisitorsPerMinute": effective.per_minute,
+            "maxSessionSeconds": self.rooms.policy(room).max_session_ms // 1000,
             "grantRatePerSecond": round(counts.grant_rate, 3),
             "oldestWaiterAgeSeconds": oldest,
             # The draw's seed stays secret until the draw, from operators too.

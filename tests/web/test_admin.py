@@ -247,3 +247,26 @@ async def test_a_message_reaches_every_waiter_within_one_poll(site: Site, admin:
     assert "message" not in body
     assert 'id="gk-message" class="gk-message" role="status" hidden' in (await waiter.get("/")).text
     await close(clients)
+
+
+async def test_a_live_session_cap_ends_admitted_sessions_on_time(
+    site: Site, admin: httpx.AsyncClient
+):
+    r = await admin.patch(f"{ADMIN}/rooms/default", json={"maxSessionSeconds": 60})
+    assert r.status_code == 200 and r.json()["maxSessionSeconds"] == 60
+    for bad in (-1, 30 * 86_400 + 1, "60", True):
+        r = await admin.patch(f"{ADMIN}/rooms/default", json={"maxSessionSeconds": bad})
+        assert r.status_code == 400
+    [visitor] = await visit(site, 1)
+    sid = site.gate.codec.loads(visitor.cookies["gk_session"]).session_id  # type: ignore[union-attr]
+    status = (await admin.get(f"/api/waiting-room/sessions/{sid}")).json()
+    assert status["status"] == "ACTIVE" and "endsAt" in status
+    site.clock.advance(30_000)
+    assert (await visitor.get("/")).json()["path"] == "/"  # busy, still admitted
+    site.clock.advance(31_000)
+    await site.tick()
+    ended = (await admin.get(f"/api/waiting-room/sessions/{sid}")).json()
+    assert (ended["status"], ended["reason"]) == ("EXPIRED", "session_limit")
+    await admin.patch(f"{ADMIN}/rooms/default", json={"maxSessionSeconds": None})
+    assert (await admin.get(f"{ADMIN}/rooms/default")).json()["maxSessionSeconds"] == 0
+    await visitor.aclose()
