@@ -93,3 +93,43 @@ async def test_one_place_per_user_and_priority_across_three_replicas(
         assert sampler.max <= 2, f"active reached {sampler.max} > 2"
         waiting = await asyncio.to_thread(rig.redis.zcard, f"{rig.prefix}:{{default}}:waiting")
         assert waiting == 1  # bob; the 403s and alice's second and third browsers wrote nothing
+
+
+async def test_a_message_and_a_session_cap_reach_every_replica_within_one_tick(
+    redis_url: str, tmp_path: Path
+) -> None:
+    settings = RigSettings(replicas=3, capacity=1, rate_ms=100, batch_size=5)
+    async with Rig(redis_url, tmp_path, settings) as rig:
+        admitted, waiter = new_client(), new_client()
+        try:
+            for client in (admitted, waiter):  # the page, then the comeback with the cookie
+                for _ in range(2):
+                    await client.get(rig.replicas[0].url + "/p", headers=JSON)
+            text = "Doors open at 7: bring your ID"
+            await rig.admin(0, "PATCH", "/rooms/default", {"message": text})
+            await rig.admin(0, "PATCH", "/rooms/default", {"maxSessionSeconds": 2})
+            await asyncio.sleep(0.1 * 1.5)  # one tick of every replica, and some
+            sid = rig.reader.loads(str(admitted.cookies.get(COOKIE)))
+            assert sid is not None
+            for replica in (1, 2):
+                body = (await waiter.get(rig.replicas[replica].url + "/p", headers=JSON)).json()
+                assert body["status"] == "WAITING" and body["message"] == text
+                status = await rig.control.get(
+                    f"{rig.replicas[replica].url}/api/waiting-room/sessions/{sid.session_id}"
+                )
+                assert status.json()["status"] == "ACTIVE" and "endsAt" in status.json()
+            # Busy all along, and ended by the cap all the same: the waiter gets the place.
+            deadline, reached = time.monotonic() + 10, None
+            while reached is None and time.monotonic() < deadline:
+                await admitted.get(rig.replicas[2].url + "/p", headers=JSON)
+                body = (await waiter.get(rig.replicas[1].url + "/p", headers=JSON)).json()
+                reached = body if body.get("origin") else None
+                await asyncio.sleep(0.1)
+            assert reached is not None, "the capped session did not make room"
+            ended = await rig.control.get(
+                f"{rig.replicas[1].url}/api/waiting-room/sessions/{sid.session_id}"
+            )
+            assert (ended.json()["status"], ended.json()["reason"]) == ("EXPIRED", "session_limit")
+        finally:
+            await admitted.aclose()
+            await waiter.aclose()
