@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from bench import p3_auth, p4_api, p5_redis, p6_flash, p12_proxy
+from bench import p3_auth, p4_api, p5_redis, p6_flash, p7_people, p12_proxy
 from bench.procs import LOAD_CPU, ROOT
 from bench.report import Context, Row, error_row, machine, summary, table, write_doc
 
@@ -36,6 +36,7 @@ GROUPS: list[tuple[tuple[str, ...], Scenario]] = [
     (("P4",), p4_api.run),
     (("P5",), p5_redis.run),
     (("P6",), p6_flash.run),
+    (("P7",), p7_people.run),
 ]
 ALL = [s for ids, _ in GROUPS for s in ids]
 
