@@ -34,7 +34,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-test: $(STAMP) system-deps lint typecheck
+# axe-core for the accessibility checks in the browser tests, pinned by tests/js/package-lock.json.
+AXE := tests/js/node_modules/axe-core/axe.min.js
+$(AXE): tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+test: $(STAMP) system-deps lint typecheck $(AXE)
 	$(PY) -m pytest -q
 
 clean:

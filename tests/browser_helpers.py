@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
+from gatekeeper.asgi import ASGIApp
 from tests.redis_server import free_port
 
 try:
@@ -42,6 +45,11 @@ HOW_TO_GET_CHROMIUM = (
     "(`playwright install` is not needed: the tests use the system browser.)"
 )
 DEMO_START_TIMEOUT_S = 30.0
+AXE_SCRIPT = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+HOW_TO_GET_AXE = (
+    "The accessibility checks inject axe-core, pinned in tests/js/package-lock.json: run "
+    "`make tests/js/node_modules/axe-core/axe.min.js` (or `cd tests/js && npm ci`)."
+)
 WAITING_MARK = 'id="gk-room"'
 SITE_MARK = 'id="site-title"'
 
@@ -239,3 +247,41 @@ class PageRecord:  # no slots: Playwright stores a wrapper on the owner of a bou
             for landing in landings
         ]
         return "\n".join([*lines, f"  ({self.polls} status polls)"])
+
+
+@contextmanager
+def serve_in_thread(app: ASGIApp, start_timeout_s: float = 10.0) -> Iterator[str]:
+    """`app` under uvicorn on a free port of 127.0.0.1, in a thread with its own event loop and
+    the ASGI lifespan (a WaitingRoom starts its store and grant loop); yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail(f"uvicorn did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+async def axe_violations(
+    page: Page, impacts: tuple[str, ...] = ("serious", "critical")
+) -> list[str]:
+    """axe-core's violations of these impacts on the page as it is now, one line each (rule,
+    impact, the first offending elements); fails the test when axe-core is not installed."""
+    if not AXE_SCRIPT.is_file():
+        pytest.fail(f"{HOW_TO_GET_AXE}\n\nNot found: {AXE_SCRIPT}", pytrace=False)
+    await page.add_script_tag(path=str(AXE_SCRIPT))
+    results = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + "; ".join(str(node["target"]) for node in v["nodes"][:3])
+        for v in results["violations"]
+        if v.get("impact") in impacts
+    ]

@@ -112,8 +112,8 @@ class Gate:
         if d.verdict is Verdict.WAITING:
             return await self._parts.responses.waiting(scope, send, d)
         if d.verdict in TURNED_AWAY:
-            return await self._parts.responses.turned_away(scope, send, d)
-        await self._parts.responses.unavailable(scope, send)
+            return await self._parts.responses.turned_away(scope, send, d, room)
+        await self._parts.responses.unavailable(scope, send, room)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         lifecycle = self._parts.lifecycle

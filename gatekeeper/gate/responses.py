@@ -3,13 +3,24 @@ the pages of a newcomer turned away or of a closed room, and the "we'll be right
 
 from __future__ import annotations
 
-from gatekeeper.asgi import Headers, Scope, Send, send_bytes, send_error, send_json, wants_json
+from gatekeeper.asgi import (
+    Headers,
+    Scope,
+    Send,
+    header,
+    send_bytes,
+    send_error,
+    send_json,
+    wants_json,
+)
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import Rooms
 from gatekeeper.core.schedule import estimated_wait_seconds
+from gatekeeper.enqueue import TokenProblem
 from gatekeeper.gate.admission import Decision
 from gatekeeper.verdicts import Verdict
 from gatekeeper.web.api import session_url
+from gatekeeper.web.languages import Choice, LanguagePolicy
 from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
 
 RETRY_AFTER_DOWN = 5
@@ -18,6 +29,16 @@ _HTML = b"text/html; charset=utf-8"
 _TRY_AGAIN = {"type": "websocket.close", "code": 1013}
 # A WebSocket of a closed room: 1008 "policy violation", the generic refusal (not worth a retry).
 _CLOSED = {"type": "websocket.close", "code": 1008}
+
+
+def _wait_range(value: object) -> tuple[int, int] | None:
+    """The status body's `estimatedWaitRange` ([low, high] seconds), or None for anything else."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    low, high = value
+    if type(low) is not int or type(high) is not int or not 0 <= low <= high:
+        return None
+    return low, high
 
 
 class Responses:
@@ -30,6 +51,16 @@ class Responses:
         self._assets = settings.gate.static_prefix.rstrip("/") + "/static"
         self._status = settings.gate.waiting_status
         self._soonest_ms = settings.polling.min_ms
+        # Every configured language is checked against the catalogues here, at startup.
+        self._languages = LanguagePolicy(settings, pages.languages)
+
+    def _language(self, scope: Scope, room: str | None) -> tuple[Choice, Headers]:
+        """The language of a page for this request, and the headers that say so."""
+        choice = self._languages.choose(room, header(scope, b"accept-language"))
+        headers: Headers = [(b"content-language", choice.tag.encode())]
+        if choice.negotiated:
+            headers.append((b"vary", b"Accept-Language"))
+        return choice, headers
 
     async def waiting(self, scope: Scope, send: Send, decision: Decision) -> None:
         """The waiting page (or JSON status) of a WAITING decision, with Retry-After and the
@@ -54,6 +85,7 @@ class Responses:
                                      "difficulty": c.difficulty, "siteKey": c.site_key}  # fmt: skip
             return await send_json(send, self._status, body, headers)
         starts_at = body.get("startsAt")
+        choice, language = self._language(scope, ticket.room)
         view = WaitingView(
             session_id=ticket.session_id,
             status=ticket.status.value,
@@ -66,15 +98,25 @@ class Responses:
             challenge=decision.challenge,
             starts_at=starts_at if isinstance(starts_at, str) else "",
             message=str(body.get("message", "")),
+            wait_range=None if starts_at else _wait_range(body.get("estimatedWaitRange")),
+            language=choice.tag,
+            method=str(scope.get("method", "GET")),
         )
-        await send_bytes(send, self._status, self._pages.render_waiting(view), _HTML, headers)
+        html = self._pages.render_waiting(view)
+        await send_bytes(send, self._status, html, _HTML, [*headers, *language])
 
-    async def turned_away(self, scope: Scope, send: Send, decision: Decision) -> None:
+    async def turned_away(
+        self, scope: Scope, send: Send, decision: Decision, room: str | None = None
+    ) -> None:
         """A newcomer refused a place: 429 over the client's join limit, 503 when the line is
-        full; with Retry-After, as HTML (reloading itself then) or JSON. A closed room: see
-        `closed`."""
+        full; with Retry-After, as HTML (reloading itself then, in the language of `room`) or
+        JSON. A closed room: see `closed`; no valid enqueue token: see `forbidden`."""
         if decision.verdict is Verdict.CLOSED:
-            return await self.closed(scope, send)
+            return await self.closed(scope, send, room)
+        if decision.verdict is Verdict.DENIED:
+            invalid = decision.problem is TokenProblem.INVALID
+            notice = Notice.INVALID_ENQUEUE_TOKEN if invalid else Notice.ENQUEUE_TOKEN_REQUIRED
+            return await self.forbidden(scope, send, notice, room)
         limited = decision.verdict is Verdict.LIMITED
         notice = Notice.RATE_LIMITED if limited else Notice.QUEUE_FULL
         status = 429 if limited else 503
@@ -85,9 +127,11 @@ class Responses:
         elif wants_json(scope):
             await send_error(send, status, notice.code, notice.message, headers)
         else:
-            await send_bytes(send, status, self._pages.render_notice(notice, retry), _HTML, headers)
+            choice, language = self._language(scope, room)
+            html = self._pages.render_notice(notice, retry, choice.tag)
+            await send_bytes(send, status, html, _HTML, [*headers, *language])
 
-    async def closed(self, scope: Scope, send: Send) -> None:
+    async def closed(self, scope: Scope, send: Send, room: str | None = None) -> None:
         """A closed room (sold out), to a newcomer or to a waiter the close sent away: a final
         answer without Retry-After. JSON clients get 409 `room_closed`, as from the API. The
         page is a 200: it is the answer to the visit, not an error to retry, and a proxy or
@@ -98,9 +142,10 @@ class Responses:
         elif wants_json(scope):
             await send_error(send, 409, notice.code, notice.message)
         else:
-            await send_bytes(send, 200, self._pages.render_closed(), _HTML)
+            choice, language = self._language(scope, room)
+            await send_bytes(send, 200, self._pages.render_closed(choice.tag), _HTML, language)
 
-    async def unavailable(self, scope: Scope, send: Send) -> None:
+    async def unavailable(self, scope: Scope, send: Send, room: str | None = None) -> None:
         """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""
         retry = [(b"retry-after", str(RETRY_AFTER_DOWN).encode())]
         if scope["type"] != "http":
@@ -108,5 +153,20 @@ class Responses:
         elif wants_json(scope):
             await send_error(send, 503, "store_unavailable", "try again shortly", retry)
         else:
-            html = self._pages.render_unavailable(RETRY_AFTER_DOWN)
-            await send_bytes(send, 503, html, _HTML, retry)
+            choice, language = self._language(scope, room)
+            html = self._pages.render_unavailable(RETRY_AFTER_DOWN, choice.tag)
+            await send_bytes(send, 503, html, _HTML, [*retry, *language])
+
+    async def forbidden(
+        self, scope: Scope, send: Send, notice: Notice, room: str | None = None
+    ) -> None:
+        """A final refusal such as `Notice.ENQUEUE_TOKEN_REQUIRED`: 403 without Retry-After, as
+        a page that neither reloads nor promises a retry, or as the API's JSON error."""
+        if scope["type"] != "http":
+            await send(_CLOSED)
+        elif wants_json(scope):
+            await send_error(send, 403, notice.code, notice.message)
+        else:
+            choice, language = self._language(scope, room)
+            html = self._pages.render_notice(notice, 0, choice.tag)
+            await send_bytes(send, 403, html, _HTML, language)

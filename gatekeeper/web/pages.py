@@ -1,13 +1,14 @@
-"""HTML pages shown to visitors: the waiting page, the "right back" page and their static files."""
+"""HTML pages shown to visitors: the waiting page, the notices, the closed page, in the
+visitor's language (see docs/pages.md)."""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from enum import Enum
 from html import escape
 
+from gatekeeper.web.catalogues import Catalogue, Catalogues, load_catalogues
 from gatekeeper.web.templates import (
     Compiled,
     asset_url,
@@ -17,6 +18,16 @@ from gatekeeper.web.templates import (
     static_file,
     template_text,
 )
+from gatekeeper.web.views import (
+    ChallengeView,
+    WaitingView,
+    challenge_html,
+    element,
+    prequeue_html,
+    progress_attrs,
+    script_strings,
+)
+from gatekeeper.web.wording import describe_after, describe_position, describe_wait
 
 __all__ = [
     "PageRenderer",
@@ -32,44 +43,60 @@ __all__ = [
     "static_file",
 ]
 
-WAITING_PLACEHOLDERS = frozenset(
-    {
-        "title",
-        "room",
-        "session_id",
-        "status",
-        "position",
-        "position_text",
-        "eta_text",
-        "eta_seconds",
-        "poll_after_ms",
-        "refresh_seconds",
-        "refresh_text",
-        "status_url",
-        "static_prefix",
-        "css_url",
-        "js_url",
-        "joined_position",
-        "progress_attrs",
-        "challenge",
-        "prequeue",
-        "message",
-    }
-)
+_PAGE = frozenset({"lang", "dir"})
+WAITING_PLACEHOLDERS = _PAGE | {
+    "title",
+    "room",
+    "session_id",
+    "status",
+    "position",
+    "position_text",
+    "eta_text",
+    "eta_seconds",
+    "poll_after_ms",
+    "refresh_seconds",
+    "refresh_text",
+    "status_url",
+    "static_prefix",
+    "css_url",
+    "js_url",
+    "joined_position",
+    "progress_attrs",
+    "challenge",
+    "prequeue",
+    "message",
+    "method",
+    "strings",
+    "progress_label",
+    "wait_label",
+    "note_text",
+    "reconnecting_text",
+    "noscript_text",
+    "footer_text",
+}
 """Every `${name}` a waiting-page template may use; all values arrive HTML-escaped."""
 
-UNAVAILABLE_PLACEHOLDERS = frozenset({"retry_after", "retry_after_text"})
+UNAVAILABLE_PLACEHOLDERS = _PAGE | {"retry_after", "retry_after_text", "title", "message"}
 """Every `${name}` an unavailable-page template may use."""
 
-NOTICE_PLACEHOLDERS = frozenset({"title", "message", "retry_after", "retry_after_text"})
+NOTICE_PLACEHOLDERS = _PAGE | {
+    "title",
+    "message",
+    "retry_after",
+    "retry_after_text",
+    "refresh",
+    "retry_text",
+    "actions",
+}
 """Every `${name}` the notice page (a newcomer turned away) may use."""
 
-CLOSED_PLACEHOLDERS = frozenset({"title", "message"})
+CLOSED_PLACEHOLDERS = _PAGE | {"title", "message", "thanks_text"}
 """Every `${name}` the closed page may use: a final answer, it neither reloads nor polls."""
 
 
 class Notice(Enum):
-    """Why a visitor is turned away: the page's title and message, the API's error code."""
+    """Why a visitor is turned away: the API's error code and English title and message (the
+    pages take theirs from the catalogues, `notice.<code>.title` and `.message`)."""
 
     UNAVAILABLE = (
         "store_unavailable",
@@ -91,6 +118,16 @@ class Notice(Enum):
         "This sale has closed",
         "All the places have gone, so the line is closed and nobody else can join it.",
     )
+    ENQUEUE_TOKEN_REQUIRED = (
+        "enqueue_token_required",
+        "This waiting room is by invitation",
+        "Please open the link the site gave you to join the line.",
+    )
+    INVALID_ENQUEUE_TOKEN = (
+        "invalid_enqueue_token",
+        "This link is no longer valid",
+        "The link you used has expired or is not valid. Go back to the site to get a new one.",
+    )
 
     def __init__(self, code: str, title: str, message: str) -> None:
         self.code = code
@@ -98,132 +135,9 @@ class Notice(Enum):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class ChallengeView:
-    """A challenge the waiting page puts to the browser before its join counts."""
-
-    kind: str
-    """`proof-of-work` or `verifier` (see gatekeeper.gate.challenge)."""
-    answer_cookie: str
-    difficulty: int = 0
-    site_key: str = ""
-    script_url: str = ""
-    widget_class: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WaitingView:
-    """Everything the waiting page shows about one waiting visitor."""
-
-    session_id: str
-    status: str
-    position: int | None
-    """People ahead; None in a pre-queue (everyone in it is equal until the draw)."""
-    estimated_wait_seconds: int | None
-    poll_after_ms: int
-    status_url: str
-    static_prefix: str
-    title: str = "You're in line"
-    room: str = "default"
-    joined_position: int | None = None
-    challenge: ChallengeView | None = None
-    starts_at: str = ""
-    """In an event's pre-queue: when the sale starts (ISO 8601, UTC); "" otherwise."""
-    message: str = ""
-    """The operator's message to the room's waiters (plain text; "" = none)."""
-
-
-def describe_position(status: str, position: int | None) -> str:
-    """The sentence the page shows about where the visitor stands."""
-    if status == "ACTIVE":
-        return "It's your turn, taking you in…"
-    if status in ("LEFT", "EXPIRED"):
-        return "Finding your place in line…"
-    if position is None:
-        return "You're in the pre-queue: your place is drawn at the start"
-    if position <= 0:
-        return "You're next"
-    if position == 1:
-        return "1 person ahead of you"
-    return f"{position:,} people ahead of you"
-
-
-def _round(x: float) -> int:
-    # Half-up like JavaScript's Math.round, so the page reads the same before and after JS runs.
-    return math.floor(x + 0.5)
-
-
-def describe_wait(seconds: int | None) -> str:
-    """An estimated wait in plain words; waiting.js mirrors these rules."""
-    if seconds is None or seconds < 0:
-        return "calculating…"
-    if seconds < 15:
-        return "any moment now"
-    if seconds < 60:
-        return "less than a minute"
-    minutes = _round(seconds / 60)
-    if minutes < 90:
-        return "about 1 minute" if minutes == 1 else f"about {minutes} minutes"
-    hours = _round(seconds / 3600)
-    if hours < 24:
-        return f"about {hours} hours"
-    return "more than a day"
-
-
-def _element(tag: str, attrs: dict[str, str], inner: str = "") -> str:
-    pairs = " ".join(f'{key}="{escape(value, quote=True)}"' for key, value in attrs.items())
-    return f"<{tag} {pairs}>{inner}</{tag}>"
-
-
-def _prequeue_html(view: WaitingView) -> str:
-    """The pre-queue's start and countdown (the script shows them in local time), or ""."""
-    if not view.starts_at:
-        return ""
-    when = view.starts_at.replace("T", " ").replace(".000Z", " UTC")
-    inner = (
-        '<p class="gk-starts">The sale starts at '
-        + _element("time", {"id": "gk-starts-at", "datetime": view.starts_at}, escape(when))
-        + '.</p><p class="gk-small" id="gk-countdown" role="timer" aria-live="off"></p>'
-        + '<p class="gk-small">Everyone who arrives before the start gets a place drawn at '
-        + "random then, so there is no need to refresh.</p>"
-    )
-    return _element("div", {"id": "gk-prequeue", "data-starts-at": view.starts_at}, inner)
-
-
-def _challenge_html(view: WaitingView) -> str:
-    """The challenge block of the page (every value escaped), or "" when there is none."""
-    c = view.challenge
-    if c is None:
-        return ""
-    inner = '<p class="gk-small">Checking your browser before you join the line…</p>'
-    if c.script_url:
-        widget = {"class": c.widget_class, "data-sitekey": c.site_key, "data-callback": "gkSolved"}
-        inner += _element("div", widget)
-        inner += _element("script", {"src": c.script_url, "async": "", "defer": ""})
-    inner += (
-        "<noscript><p>This waiting room needs JavaScript to let you join the line: "
-        "please turn it on and reload the page.</p></noscript>"
-    )
-    attrs = {
-        "id": "gk-challenge",
-        "data-kind": c.kind,
-        "data-session": view.session_id,
-        "data-answer-cookie": c.answer_cookie,
-        "data-difficulty": str(c.difficulty),
-    }
-    return _element("div", attrs, inner)
-
-
-def _progress_attrs(position: int, joined: int | None) -> str:
-    # Built only from integers; without a value attribute <progress> is indeterminate.
-    if joined is None or joined < 0:
-        return ""
-    done = min(max(joined - position, 0), joined)
-    return f'value="{done}" max="{joined + 1}"'
-
-
 class PageRenderer:
-    """Renders the waiting and unavailable pages from templates parsed once at construction."""
+    """Renders the pages from templates parsed once at construction, in any language of the
+    catalogues loaded then."""
 
     def __init__(
         self,
@@ -234,7 +148,9 @@ class PageRenderer:
     ) -> None:
         """Load the templates: each page's file in `template_dir` when there is one (waiting,
         notice, closed, unavailable .html), else the packaged one; `template_path` is the
-        waiting page's, `unavailable_template_path` the "right back" page's, over both."""
+        waiting page's, `unavailable_template_path` the "right back" page's, over both. The
+        catalogues are the packaged ones with `<template_dir>/i18n/*.json` merged over them."""
+        self.catalogues: Catalogues = load_catalogues(template_dir)
         if template_path is None:
             waiting = template_text("waiting.html", template_dir)
         else:
@@ -253,71 +169,108 @@ class PageRenderer:
             text = read_template(unavailable_template_path)
             origin = unavailable_template_path
             self._unavailable = compile_template(text, UNAVAILABLE_PLACEHOLDERS, origin)
+        self._scripts: dict[str, str] = {}
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The tags of every language the pages speak."""
+        return self.catalogues.tags
+
+    def _strings(self, words: Catalogue) -> str:
+        # The same block for every page of a language: built once.
+        found = self._scripts.get(words.tag)
+        if found is None:
+            found = self._scripts[words.tag] = script_strings(words)
+        return found
 
     def render_waiting(self, view: WaitingView) -> bytes:
-        """The waiting page for one visitor as UTF-8 HTML."""
+        """The waiting page for one visitor as UTF-8 HTML, in `view.language`."""
+        w = self.catalogues.get(view.language)
         position = None if view.position is None else max(view.position, 0)
         poll_ms = max(view.poll_after_ms, 0)
         eta = view.estimated_wait_seconds
         refresh = max(1, math.ceil(poll_ms / 1000))
+        title = w.text("prequeue.title") if view.starts_at else view.title
         values = {
-            "title": "The sale starts soon" if view.starts_at else view.title,
+            "lang": w.tag,
+            "dir": w.direction.value,
+            "title": title or w.text("waiting.title"),
             "room": view.room,
             "session_id": view.session_id,
             "status": view.status,
+            "method": view.method,
             "position": "" if position is None else str(position),
-            "position_text": describe_position(view.status, position),
-            "eta_text": describe_wait(eta),
+            "position_text": describe_position(view.status, position, w),
+            "eta_text": describe_wait(eta, w, view.wait_range),
             "eta_seconds": "" if eta is None else str(eta),
             "poll_after_ms": str(poll_ms),
             "refresh_seconds": str(refresh),
-            "refresh_text": "second" if refresh == 1 else f"{refresh} seconds",
+            "refresh_text": describe_after(refresh, w),
             "status_url": view.status_url,
             "static_prefix": view.static_prefix.rstrip("/"),
             "css_url": asset_url(view.static_prefix, "waiting.css"),
             "js_url": asset_url(view.static_prefix, "waiting.js"),
             "joined_position": "" if view.joined_position is None else str(view.joined_position),
+            "progress_label": w.text("progress.label"),
+            "wait_label": w.text("wait.label"),
+            "note_text": w.text("waiting.note"),
+            "reconnecting_text": w.text("waiting.reconnecting"),
+            "noscript_text": w.plural("waiting.noscript", refresh),
+            "footer_text": w.text("waiting.footer"),
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
-        escaped["progress_attrs"] = _progress_attrs(position or 0, view.joined_position)
-        escaped["challenge"] = _challenge_html(view)
-        escaped["prequeue"] = _prequeue_html(view)
+        escaped["progress_attrs"] = progress_attrs(position or 0, view.joined_position)
+        escaped["challenge"] = challenge_html(view, w)
+        escaped["prequeue"] = prequeue_html(view, w)
+        escaped["strings"] = self._strings(w)
         # Always there (hidden when empty), so the page's script can show a message that comes.
         hidden = {} if view.message else {"hidden": ""}
         attrs = {"id": "gk-message", "class": "gk-message", "role": "status", **hidden}
-        escaped["message"] = _element("p", attrs, escape(view.message))
+        escaped["message"] = element("p", attrs, escape(view.message))
         return fill(self._waiting, escaped)
 
-    def render_unavailable(self, retry_after_s: int) -> bytes:
+    def render_unavailable(self, retry_after_s: int, language: str = "en") -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""
+        seconds = max(1, int(retry_after_s))
         if self._unavailable is None:
-            return self.render_notice(Notice.UNAVAILABLE, retry_after_s)
-        seconds = max(1, int(retry_after_s))
-        return fill(
-            self._unavailable,
-            {"retry_after": str(seconds), "retry_after_text": _after_text(seconds)},
-        )
+            return self.render_notice(Notice.UNAVAILABLE, seconds, language)
+        w = self.catalogues.get(language)
+        values = _notice_words(w, Notice.UNAVAILABLE)
+        values |= {"retry_after": str(seconds), "retry_after_text": describe_after(seconds, w)}
+        return fill(self._unavailable, {k: escape(v, quote=True) for k, v in values.items()})
 
-    def render_notice(self, notice: Notice, retry_after_s: int) -> bytes:
-        """The page of a newcomer turned away, reloading itself after `retry_after_s`."""
-        seconds = max(1, int(retry_after_s))
-        values = {
-            "title": notice.title,
-            "message": notice.message,
-            "retry_after": str(seconds),
-            "retry_after_text": _after_text(seconds),
-        }
-        return fill(self._notice, {k: escape(v, quote=True) for k, v in values.items()})
+    def render_notice(self, notice: Notice, retry_after_s: int, language: str = "en") -> bytes:
+        """The page of a visitor turned away, reloading itself after `retry_after_s` seconds;
+        0 means a final answer (a 403): no reload and no "try again" text."""
+        w = self.catalogues.get(language)
+        seconds = max(0, int(retry_after_s))
+        values = _notice_words(w, notice)
+        values["retry_after"] = str(seconds) if seconds else ""
+        values["retry_after_text"] = describe_after(seconds, w) if seconds else ""
+        values["retry_text"] = w.text("notice.retry", after=values["retry_after_text"])
+        escaped = {k: escape(v, quote=True) for k, v in values.items()}
+        escaped["refresh"] = escaped["actions"] = ""
+        if seconds:
+            escaped["refresh"] = f'<meta http-equiv="refresh" content="{seconds}">'
+            keep_open = escape(w.text("notice.keep_open"))
+            try_now = escape(w.text("notice.try_now"))
+            escaped["actions"] = f'<p>{keep_open}</p>\n  <p><a href="">{try_now}</a></p>'
+        else:
+            escaped["retry_text"] = ""
+        return fill(self._notice, escaped)
 
-    def render_closed(self) -> bytes:
+    def render_closed(self, language: str = "en") -> bytes:
         """The page of a closed room (sold out): no refresh and no script, so a waiter's page
         that reloaded into it stops polling."""
-        values = {"title": Notice.CLOSED.title, "message": Notice.CLOSED.message}
+        w = self.catalogues.get(language)
+        values = _notice_words(w, Notice.CLOSED) | {"thanks_text": w.text("closed.thanks")}
         return fill(self._closed, {k: escape(v, quote=True) for k, v in values.items()})
 
 
-def _after_text(seconds: int) -> str:
-    if seconds < 60:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    minutes = _round(seconds / 60)
-    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+def _notice_words(w: Catalogue, notice: Notice) -> dict[str, str]:
+    return {
+        "lang": w.tag,
+        "dir": w.direction.value,
+        "title": w.text(f"notice.{notice.code}.title"),
+        "message": w.text(f"notice.{notice.code}.message"),
+    }

@@ -48,13 +48,13 @@ def render(renderer: PageRenderer, view: WaitingView = VIEW) -> str:
 
 def test_waiting_page_shows_position_eta_and_note(renderer: PageRenderer) -> None:
     html = render(renderer)
-    assert '<html lang="en">' in html
+    assert '<html lang="en" dir="ltr">' in html
     assert 'name="viewport"' in html
     assert "<main" in html
     assert re.search(r'role="status"[^>]*aria-live="polite"[^>]*>42 people ahead of you<', html)
     assert "about 3 minutes" in html
-    assert "Keep this tab open; you&#x27;ll be let in automatically" not in html  # not escaped
-    assert "Keep this tab open; you'll be let in automatically" in html
+    # Catalogue texts arrive escaped like every other value.
+    assert escape("Keep this tab open; you'll be let in automatically.") in html
 
 
 def test_waiting_page_meta_refresh_only_without_javascript(renderer: PageRenderer) -> None:
@@ -138,8 +138,9 @@ def test_hostile_values_are_escaped(renderer: PageRenderer) -> None:
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert 'data-status-url="/api/&quot;&gt;&lt;script&gt;' in html
-    # The one real script tag is the packaged one.
-    assert html.count("<script") == 1
+    # The one script that runs is the packaged one; the other holds the texts as JSON data.
+    assert html.count("<script") == 2 and html.count("<script src=") == 1
+    assert html.count('<script type="application/json" id="gk-strings">') == 1
 
 
 def test_custom_template_overrides_default(tmp_path: Path) -> None:

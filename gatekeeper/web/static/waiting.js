@@ -26,6 +26,12 @@
   if (!root) {
     return;
   }
+  // The page's texts in its language (gatekeeper/web/i18n), or null in an operator's template
+  // without them: then the script keeps the server's words and only polls and lets in.
+  var i18n = readStrings();
+  var lang = (i18n && i18n.lang) || document.documentElement.lang || "en";
+  // A page that answered a POST must not send the form again: it lets the visitor in with a GET.
+  var method = (root.getAttribute("data-method") || "GET").toUpperCase();
   // A busy room with a challenge: meet it first; the reload that follows takes the place.
   var challengeEl = document.getElementById("gk-challenge");
   if (challengeEl) {
@@ -44,9 +50,7 @@
   // The <noscript> meta refresh is off now that scripts run, so without fetch fall back to
   // reloading: the gate re-renders this page or lets the visitor in.
   if (!window.fetch || !statusUrl) {
-    window.setTimeout(function () {
-      window.location.reload();
-    }, jitter(nextDelay));
+    window.setTimeout(reopen, jitter(nextDelay));
     return;
   }
 
@@ -57,12 +61,33 @@
   var connectionEl = document.getElementById("gk-connection");
   var baseTitle = document.title;
 
+  var numbers = null;
   var timer = null;
   var inFlight = false;
   var done = false;
   var failureDelay = 0;
   var holdUntil = 0;
   var lastPollAt = 0;
+
+  // Load this URL again for the gate to decide: a reload, or for a POST's answer a GET of the
+  // same URL (a reload would send the form again; a URL with a #fragment would not load).
+  function reopen() {
+    if (method === "GET" || method === "HEAD") {
+      window.location.reload();
+    } else {
+      window.location.replace(window.location.href.split("#")[0]);
+    }
+  }
+
+  function readStrings() {
+    var el = document.getElementById("gk-strings");
+    try {
+      var data = el ? JSON.parse(el.textContent || "") : null;
+      return data && typeof data.strings === "object" && data.strings ? data : null;
+    } catch (e) {
+      return null;
+    }
+  }
 
   function rememberedStart(key, position) {
     var stored = null;
@@ -98,51 +123,109 @@
 
   function formatCount(n) {
     try {
-      return n.toLocaleString("en-US");
+      numbers = numbers || new Intl.NumberFormat(lang);
+      return numbers.format(n);
     } catch (e) {
       return String(n);
     }
   }
 
-  // Mirrors describe_position() in gatekeeper/pages.py.
-  function positionText(status, n) {
-    if (status === "ACTIVE") {
-      return "It's your turn, taking you in\u2026";
+  // A text of the catalogue with its {name}s filled in; null when the page has no texts.
+  function t(key, values) {
+    var text = i18n ? i18n.strings[key] : undefined;
+    if (typeof text !== "string") {
+      return null;
     }
-    if (status === "LEFT" || status === "EXPIRED") {
-      return "Finding your place in line\u2026";
-    }
-    if (n <= 0) {
-      return "You're next";
-    }
-    if (n === 1) {
-      return "1 person ahead of you";
-    }
-    return formatCount(n) + " people ahead of you";
+    return text.replace(/\{([a-z_]+)\}/g, function (whole, name) {
+      return values && Object.prototype.hasOwnProperty.call(values, name) ? values[name] : whole;
+    });
   }
 
-  // Mirrors describe_wait() in gatekeeper/pages.py.
+  // The form of counted text `key` for n, by the language's plural rules (else "other").
+  function plural(key, n, values) {
+    var category = "other";
+    try {
+      category = new Intl.PluralRules(lang).select(n);
+    } catch (e) {
+      // No Intl.PluralRules: the "other" form.
+    }
+    var filled = { count: formatCount(n) };
+    for (var name in values || {}) {
+      filled[name] = values[name];
+    }
+    var text = t(key + "." + category, filled);
+    return text !== null ? text : t(key + ".other", filled);
+  }
+
+  // Mirrors describe_position() in gatekeeper/web/wording.py.
+  function positionText(status, n) {
+    if (status === "ACTIVE") {
+      return t("position.active");
+    }
+    if (status === "LEFT" || status === "EXPIRED") {
+      return t("position.finding");
+    }
+    return n <= 0 ? t("position.next") : plural("position.ahead", n);
+  }
+
+  // Mirrors describe_wait() in gatekeeper/web/wording.py.
   function waitText(seconds) {
     if (seconds === null || seconds < 0) {
-      return "calculating\u2026";
+      return t("wait.calculating");
     }
     if (seconds < 15) {
-      return "any moment now";
+      return t("wait.moment");
     }
     if (seconds < 60) {
-      return "less than a minute";
+      return t("wait.under_minute");
     }
     var minutes = Math.round(seconds / 60);
     if (minutes < 90) {
-      return minutes === 1 ? "about 1 minute" : "about " + minutes + " minutes";
+      return plural("wait.minutes", minutes);
     }
     var hours = Math.round(seconds / 3600);
-    return hours < 24 ? "about " + hours + " hours" : "more than a day";
+    return hours < 24 ? plural("wait.hours", hours) : t("wait.day");
+  }
+
+  // "about 4–7 minutes"; one number when both ends round alike (mirrors wording._span).
+  function rangeText(low, high) {
+    if (high < 60) {
+      return waitText(high);
+    }
+    var highM = Math.round(high / 60);
+    if (highM < 90) {
+      var lowM = Math.max(1, Math.round(low / 60));
+      if (lowM >= highM) {
+        return plural("wait.minutes", highM);
+      }
+      return plural("wait.minutes_range", highM, { low: formatCount(lowM), high: formatCount(highM) });
+    }
+    var lowH = Math.max(1, Math.round(low / 3600));
+    if (lowH >= 24) {
+      return t("wait.day");
+    }
+    var highH = Math.min(Math.round(high / 3600), 24);
+    if (lowH >= highH) {
+      return plural("wait.hours", highH);
+    }
+    return plural("wait.hours_range", highH, { low: formatCount(lowH), high: formatCount(highH) });
+  }
+
+  function etaText(data) {
+    var range = data.estimatedWaitRange;
+    if (range && range.length === 2) {
+      var low = toNumber(range[0]);
+      var high = toNumber(range[1]);
+      if (low !== null && high !== null && low >= 0 && low <= high) {
+        return rangeText(low, high);
+      }
+    }
+    return waitText(toNumber(data.estimatedWaitSeconds));
   }
 
   // Only touch text that changed, so the live region announces real news, not every poll.
   function setText(el, text) {
-    if (el && el.textContent !== text) {
+    if (el && text !== null && el.textContent !== text) {
       el.textContent = text;
     }
   }
@@ -162,13 +245,13 @@
     }
     if (data.phase === "prequeue") {
       // Everyone in the pre-queue is equal until the draw at the start: no position yet.
-      setText(positionEl, "You're in the pre-queue: your place is drawn at the start");
+      setText(positionEl, t("position.prequeue"));
       return;
     }
     var position = toNumber(data.position);
     position = position === null ? 0 : Math.max(0, Math.floor(position));
     setText(positionEl, positionText(data.status, position));
-    setText(etaEl, waitText(toNumber(data.estimatedWaitSeconds)));
+    setText(etaEl, etaText(data));
     if (progressEl && joined !== null && joined >= 0) {
       progressEl.max = joined + 1;
       progressEl.value =
@@ -192,7 +275,7 @@
     if (timer !== null) {
       window.clearTimeout(timer);
     }
-    window.location.reload();
+    reopen();
   }
 
   function backoff() {
@@ -343,24 +426,29 @@
     var leftEl = document.getElementById("gk-countdown");
     try {
       var options = { dateStyle: "medium", timeStyle: "short" };
-      setText(whenEl, new Date(startsAt).toLocaleString(undefined, options));
+      setText(whenEl, new Intl.DateTimeFormat(lang, options).format(new Date(startsAt)));
     } catch (e) {
       // An old browser keeps the UTC time the server wrote.
     }
+    var two = null;
+    try {
+      two = new Intl.NumberFormat(lang, { minimumIntegerDigits: 2, useGrouping: false });
+    } catch (e) {
+      // Padded by hand below.
+    }
+    var pad = function (n) {
+      return two ? two.format(n) : (n < 10 ? "0" : "") + n;
+    };
     function tick() {
       var left = Math.max(0, Math.ceil((startsAt - Date.now()) / 1000));
       var h = Math.floor(left / 3600);
       var m = Math.floor((left % 3600) / 60);
       var sec = left % 60;
-      var pad = function (n) {
-        return (n < 10 ? "0" : "") + n;
-      };
-      setText(leftEl, "Starts in " + (h > 0 ? h + ":" + pad(m) : m) + ":" + pad(sec));
+      var clock = (h > 0 ? formatCount(h) + ":" + pad(m) : formatCount(m)) + ":" + pad(sec);
+      setText(leftEl, t("prequeue.countdown", { time: clock }));
       if (left <= 0) {
         done = true;
-        window.setTimeout(function () {
-          window.location.reload();
-        }, Math.round(Math.random() * 1500));
+        window.setTimeout(reopen, Math.round(Math.random() * 1500));
         return;
       }
       window.setTimeout(tick, 1000 - (Date.now() % 1000));
@@ -374,7 +462,7 @@
     var secure = window.location.protocol === "https:" ? "; Secure" : "";
     document.cookie =
       el.getAttribute("data-answer-cookie") + "=" + value + "; Path=/; Max-Age=120; SameSite=Lax" + secure;
-    window.location.reload();
+    reopen();
   }
 
   function meetChallenge(el) {
