@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from bench import p3_auth, p4_api, p5_redis, p6_flash, p7_people, p12_proxy
+from bench import p3_auth, p4_api, p5_redis, p6_flash, p7_people, p8_workers, p12_proxy
 from bench.procs import LOAD_CPU, ROOT
 from bench.report import Context, Row, error_row, machine, summary, table, write_doc
 
@@ -37,6 +37,7 @@ GROUPS: list[tuple[tuple[str, ...], Scenario]] = [
     (("P5",), p5_redis.run),
     (("P6",), p6_flash.run),
     (("P7",), p7_people.run),
+    (("P8",), p8_workers.run),
 ]
 ALL = [s for ids, _ in GROUPS for s in ids]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import ConfigError
 from gatekeeper.logs import configure
+from gatekeeper.supervisor import check_workers
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--origin", metavar="URL", help="put the gate in front of this origin")
     run.add_argument("--host", help="address to listen on")
     run.add_argument("--port", type=int, help="port to listen on")
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes serving the one port (server.workers, default 1; more than one needs "
+        "--redis-url: the workers share the rooms there)",
+    )
     run.add_argument("--log-level", default="info", help="debug, info, warning, error")
     return parser
 
@@ -44,6 +53,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["waitingroom.server.host"] = args.host
     if getattr(args, "port", None) is not None:
         overrides["waitingroom.server.port"] = args.port
+    if getattr(args, "workers", None) is not None:
+        overrides["waitingroom.server.workers"] = args.workers
     return load_config(args.config, overrides=overrides)
 
 
@@ -86,7 +97,8 @@ def describe(settings: Settings) -> str:
         f"rooms:      default {s.rooms.default_room!r}, "
         f"{'unlisted rooms allowed' if s.rooms.allow_unlisted else 'listed rooms only'}; "
         f"overrides: {'; '.join(rooms) or 'none'}",
-        f"api:        {s.api.prefix} on {s.server.host}:{s.server.port}",
+        f"api:        {s.api.prefix} on {s.server.host}:{s.server.port}"
+        + (f", {s.server.workers} workers" if s.server.workers > 1 else ""),
         f"gate:       {gate}",
         f"secrets:    {len(s.cookie_keys)} cookie key(s), proof secret "
         f"{'set' if s.proof_secret else 'not set'}, admin token "
@@ -95,12 +107,30 @@ def describe(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def _run(settings: Settings, log_level: str) -> None:
+def _run(settings: Settings, log_level: str) -> int:
     from gatekeeper.app import create_app
     from gatekeeper.server import serve
 
     configure(log_level, settings.server.log_format)
-    serve(create_app(settings), settings, log_level)
+    if settings.server.workers == 1:
+        serve(create_app(settings), settings, log_level)
+        return 0
+    from gatekeeper.supervisor import Supervisor, reserve, share_cookie_key
+
+    settings = share_cookie_key(settings)
+    s = settings.server
+    try:
+        sock = reserve(s.host, s.port)
+    except OSError as exc:
+        print(f"gatekeeper: cannot listen on {s.host}:{s.port}: {exc}", file=sys.stderr)
+        return 1
+
+    def worker(sock: socket.socket) -> None:
+        # Each worker builds its own app after the fork: its own store connections, grant
+        # loop, metrics and request-id prefix.
+        serve(create_app(settings), settings, log_level, sock)
+
+    return Supervisor(sock, s.workers, worker, s.graceful_timeout).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
+        check_workers(settings)
     except ConfigError as exc:
         print(f"gatekeeper: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
         print(describe(settings))
         return 0
-    _run(settings, args.log_level)
-    return 0
+    return _run(settings, args.log_level)

@@ -7,12 +7,16 @@ the connection opening), and may hold at most `max_head_bytes` and `max_headers`
 the client gets 431 (too large) or 408 (too slow) and the connection is closed, before the app
 sees anything. The header count is checked once the head is complete: the byte bound already
 bounds what a long list of headers can hold meanwhile.
+
+With `server.workers` > 1 each worker is one such server on the socket the supervisor bound
+(`gatekeeper.supervisor`), so every bound, the connection cap included, holds per worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,7 +176,9 @@ def limited_protocol(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
 
 
 def connection_cap(settings: Settings) -> int:
-    """`server.max-connections`, or with 0 what the open-file limit leaves for clients.
+    """`server.max-connections`, or with 0 what the open-file limit leaves for clients; per
+    process, so with `server.workers` > 1 it is each worker's cap (the open-file limit is
+    each process's own too).
 
     Each client connection is a file descriptor; so are the origin and Redis pools. Past the
     cap uvicorn answers 503 instead of failing to accept (which would lock everyone out).
@@ -184,9 +190,12 @@ def connection_cap(settings: Settings) -> int:
     return max(64, soft - reserve)
 
 
-def serve(app: ASGIApp, settings: Settings, log_level: str) -> None:
+def serve(
+    app: ASGIApp, settings: Settings, log_level: str, sock: socket.socket | None = None
+) -> None:
     """Serve `app` with uvicorn until SIGTERM/SIGINT (a graceful shutdown: requests in flight
-    finish, then the lifespan stops the grant loop and closes the store)."""
+    finish, then the lifespan stops the grant loop and closes the store); on `sock` when
+    given (a worker's listening socket, bound by the supervisor), else on host and port."""
     s = settings.server
     limits = HeadLimits(s.max_head_bytes, s.max_headers, s.head_timeout)
     config = uvicorn.Config(
@@ -208,4 +217,4 @@ def serve(app: ASGIApp, settings: Settings, log_level: str) -> None:
         # The origin's Date passes through the proxy; a second one would be a duplicate.
         date_header=not settings.gate.origin,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])

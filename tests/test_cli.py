@@ -154,3 +154,24 @@ def test_a_short_admin_token_stops_the_command_without_showing_it(
     err = capsys.readouterr().err
     assert "WAITINGROOM_ADMIN_TOKEN" in err and "10 characters" in err
     assert "tiny-token" not in err
+
+
+def test_more_than_one_worker_needs_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--workers", "2"]) == 2  # refused before anything is bound
+    err = capsys.readouterr().err
+    assert "waitingroom.server.workers is 2" in err and "waitingroom.redis.url" in err
+    monkeypatch.setenv("WAITINGROOM_SERVER_WORKERS", "3")
+    assert main(["check-config"]) == 2
+    assert "server.workers is 3" in capsys.readouterr().err
+    monkeypatch.setenv("WAITINGROOM_REDIS_URL", "redis://cache:6379/0")
+    assert main(["check-config"]) == 0
+    assert "on 127.0.0.1:8080, 3 workers" in capsys.readouterr().out
+
+
+def test_run_help_documents_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--workers N processes serving the one port (server.workers" in help_text
