@@ -1,4 +1,4 @@
-"""The `gatekeeper` command: `run` serves the room, `check-config` validates a config."""
+"""The `gatekeeper` command: `run`, `check-config`, and operator commands for a running one."""
 
 from __future__ import annotations
 
@@ -8,16 +8,53 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from gatekeeper import __version__, operator_cli
 from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import ConfigError
 from gatekeeper.logs import configure
 from gatekeeper.supervisor import check_workers
 
+_ENTRY_POINT = "gatekeeper.cli:main"
+
+
+def version() -> str:
+    """The installed distribution's version, whatever it is named; else the package's own."""
+    from importlib import metadata
+
+    # The import package and the command keep their name while the distribution's may differ
+    # (and an unrelated `gatekeeper` distribution may be installed too): the one whose console
+    # script is ours is the one.
+    for name in metadata.packages_distributions().get("gatekeeper", []):
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if any(ep.value == _ENTRY_POINT for ep in dist.entry_points):
+            return dist.version
+    return __version__
+
+
+class _Version(argparse.Action):
+    """`--version`, looked up only when asked: reading every installed distribution is slow."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        print(f"gatekeeper {version()}")
+        parser.exit()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the subcommands' parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gatekeeper", description=__doc__)
+    parser = _Parser(prog="gatekeeper", description=__doc__)
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve the waiting room (API, grant loop, gate)")
     check = commands.add_parser("check-config", help="validate a config and print a summary")
@@ -40,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--redis-url: the workers share the rooms there)",
     )
     run.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    operator_cli.add_commands(commands)
     return parser
 
 
@@ -136,6 +174,8 @@ def _run(settings: Settings, log_level: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `gatekeeper` console script."""
     args = _parser().parse_args(argv)
+    if args.command in operator_cli.COMMANDS:
+        return operator_cli.run(args)
     try:
         settings = _settings(args)
         check_workers(settings)

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gate",),
     ("app",),
     ("server", "supervisor"),
-    ("cli", "__main__", "__init__"),
+    ("cli", "operator_cli", "__main__", "__init__"),
 )
 FORBIDDEN = {  # a folder, and the parts of the package it must not import
     "proxy": ("store", "core", "gate", "web"),

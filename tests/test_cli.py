@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gatekeeper.cli import describe, main
+import gatekeeper
+from gatekeeper.cli import describe, main, version
 from gatekeeper.config import load_config
 from tests.config.support import ROOMS, load
 from tests.conftest import unique_prefix
@@ -175,3 +177,22 @@ def test_run_help_documents_workers(capsys: pytest.CaptureFixture[str]) -> None:
         main(["run", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--workers N processes serving the one port (server.workers" in help_text
+
+
+def test_version_prints_the_installed_distributions_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"gatekeeper {version()}\n"
+    dists = importlib.metadata.packages_distributions().get("gatekeeper", [])
+    if dists:  # installed (editable or not): the metadata's version, whatever the dist's name
+        assert version() in {importlib.metadata.version(name) for name in dists}
+
+
+def test_version_falls_back_to_the_package_without_metadata(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: {})
+    assert version() == gatekeeper.__version__
