@@ -214,6 +214,10 @@ def serve(
         # Client addresses come from the socket; trusted forwarders are the gate's concern.
         proxy_headers=False,
         server_header=False,
+        # WebSockets: the sans-I/O server (back-pressure both ways, and the HTTP answer to an
+        # upgrade the gate refuses); a client's message is bounded like the origin's.
+        ws="websockets-sansio",
+        ws_max_size=settings.proxy.websocket_max_message,
         # The origin's Date passes through the proxy; a second one would be a duplicate.
         date_header=not settings.gate.origin,
     )

@@ -212,6 +212,7 @@ SCHEMA: tuple[Leaf, ...] = (
     Leaf("proxy.trusted-proxies", Kind.LIST, check=values.ip_network, what=_IPS_ARE),
     Leaf("proxy.max-response-head-bytes", Kind.INT, 1024, 16_777_216),
     Leaf("proxy.pool-timeout", Kind.SECS, gt=0),
+    Leaf("proxy.websocket-max-message", Kind.INT, 1024, 67_108_864),
     Leaf("admin.prefix", Kind.STR, check=_PREFIX.fullmatch, what=_PREFIX_IS),
 )  # fmt: skip
 """The table of configurable keys; load_config reads each from file, environment and CLI."""

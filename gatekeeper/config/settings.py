@@ -319,6 +319,9 @@ class ProxySettings:
     """Largest origin status line plus headers; a larger one is answered 502."""
     pool_timeout: float = 5.0
     """Seconds to wait for a pooled origin connection; past it the answer is 504."""
+    websocket_max_message: int = 1 << 20
+    """Bytes of the largest WebSocket message either side may send through the gate; a larger
+    one closes the socket with 1009."""
 
     def __post_init__(self) -> None:
         # The config loader checks these too (naming the key); this guards direct construction

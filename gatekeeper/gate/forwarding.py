@@ -1,5 +1,6 @@
 """Forwarding a request to the app: the one request-header rewrite, and the response's way back
-(the origin's commands: `leave` gives up the visitor's place, `close` closes the room)."""
+(the origin's commands: `leave` gives up the visitor's place, `close` closes the room); an
+admitted WebSocket is watched until its session ends (`gate.sockets`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from gatekeeper.gate.admission import STRIP, Admission, Admitted, Strip
 from gatekeeper.gate.bounce import MARKER, unmark
 from gatekeeper.gate.cookies import strip_cookie
 from gatekeeper.gate.proof import make_proof
+from gatekeeper.gate.sockets import Sockets
 from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import Control, Mode, Operations
 
@@ -65,6 +67,7 @@ class Forwarding:
         self._ids = itertools.count()
         # Only a gate with return paths bounces, so only it has a marker to take off.
         self._marker = MARKER if settings.gate.return_paths else None
+        self.sockets = Sockets(admission, metrics, settings)
 
     def headers(self, headers: HeaderSeq, admitted: Admitted | None) -> Headers:
         """The request headers the app sees: our cookies, any client-made proof header and an
@@ -123,7 +126,7 @@ class Forwarding:
         if self._marker is not None and self._marker in scope.get("query_string", b""):
             inner["query_string"] = unmark(scope["query_string"])  # the bounce's, not the app's
         if scope["type"] != "http":
-            return await self.app(inner, receive, send)
+            return await self.sockets.run(self.app, inner, receive, send, admitted)
         started = time.perf_counter()
         status = 0
         leave: str | None = None
@@ -171,6 +174,7 @@ class Forwarding:
             self._metrics.response(status or 500, time.perf_counter() - started)
         if leave is not None:
             await self._admission.release(room, session_id, leave)
+            self.sockets.end(session_id, "left")
         if close:
             await self._close(room)
 
@@ -202,6 +206,8 @@ class Forwarding:
         """Run the app for a path the gate does not protect (headers rewritten, counted)."""
         inner = dict(scope)
         inner["headers"] = self.headers(scope["headers"], None)
+        if scope["type"] != "http":
+            return await self.app(inner, receive, send)  # a WebSocket has no status to count
         started = time.perf_counter()
         status = 0
 

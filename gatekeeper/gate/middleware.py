@@ -20,6 +20,8 @@ from gatekeeper.web.endpoints import Endpoints
 # Module-level: reading an enum member off its class costs a lookup on every request.
 _PASS = Verdict.PASS
 _BYPASS = Verdict.BYPASS
+_WAITING = Verdict.WAITING
+_ABSENT = Verdict.ABSENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +102,19 @@ class Gate:
         replay = await self._parts.bounce.screen(scope, receive, send, room)
         if replay is None:
             return
-        d = await self.admission.decide(room, scope)
-        self._metrics.decision(d.verdict)
-        if d.verdict in CLEANED and scope["type"] == "http" and carries_token(scope):
+        http = scope["type"] == "http"
+        # A WebSocket never joins: only a visitor admitted already (by a page) opens one.
+        d = await self.admission.decide(room, scope, join=http)
+        self._metrics.decision(_WAITING if d.verdict is _ABSENT else d.verdict)
+        if d.verdict in CLEANED and http and carries_token(scope):
             return await redirect_without_token(scope, send, d.cookie)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
                 self.admission.remember(room, headers, d.session_id)
             admitted = Admitted(room, d.session_id, done, d.cookie)
             return await self._forwarding.forward(scope, replay, send, admitted)
+        if not http:
+            return await self._parts.responses.socket_refused(scope, send, d)
         if d.verdict is Verdict.WAITING:
             return await self._parts.responses.waiting(scope, send, d)
         if d.verdict in TURNED_AWAY:

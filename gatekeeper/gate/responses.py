@@ -1,10 +1,12 @@
 """What the gate answers a visitor it does not let through: the waiting page or JSON status,
-the pages of a newcomer turned away or of a closed room, and the "we'll be right back" page."""
+the pages of a newcomer turned away or of a closed room, and the "we'll be right back" page; a
+WebSocket is refused before its upgrade."""
 
 from __future__ import annotations
 
 from gatekeeper.asgi import (
     Headers,
+    Message,
     Scope,
     Send,
     header,
@@ -25,10 +27,27 @@ from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
 
 RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"
-# A WebSocket that may not connect yet: 1013 "try again later".
-_TRY_AGAIN = {"type": "websocket.close", "code": 1013}
-# A WebSocket of a closed room: 1008 "policy violation", the generic refusal (not worth a retry).
-_CLOSED = {"type": "websocket.close", "code": 1008}
+_NOT_ADMITTED = (
+    403,
+    "not_admitted",
+    "Only an admitted visitor may open a WebSocket: the page lets you in when it is your turn.",
+)
+_DOWN = (503, Notice.UNAVAILABLE.code, "try again shortly")
+# A WebSocket the gate does not let through: the status and error of its refusal, as the JSON
+# API answers them (DENIED is the enqueue token's notice).
+_SOCKET_REFUSALS: dict[Verdict, tuple[int, str, str]] = {
+    Verdict.WAITING: _NOT_ADMITTED,
+    Verdict.ABSENT: _NOT_ADMITTED,
+    Verdict.HELD: _DOWN,
+    Verdict.UNAVAILABLE: _DOWN,
+    Verdict.LIMITED: (429, Notice.RATE_LIMITED.code, Notice.RATE_LIMITED.message),
+    Verdict.FULL: (503, Notice.QUEUE_FULL.code, Notice.QUEUE_FULL.message),
+    Verdict.CLOSED: (409, Notice.CLOSED.code, Notice.CLOSED.message),
+}
+# Without the `websocket.http.response` extension a refusal is a close before the upgrade
+# (which servers answer with 403): 1013 "try again later", or 1008 "policy violation".
+_TRY_AGAIN = 1013
+_POLICY = 1008
 
 
 def _wait_range(value: object) -> tuple[int, int] | None:
@@ -68,8 +87,6 @@ class Responses:
         place is taken when it does, with the cookie."""
         ticket, cookie = decision.ticket, decision.cookie
         assert ticket is not None  # a WAITING decision always has its ticket
-        if scope["type"] != "http":
-            return await send(_TRY_AGAIN)
         body = self._rooms.status_body(ticket)
         if decision.provisional:
             body["pollAfterMs"] = self._soonest_ms
@@ -122,9 +139,7 @@ class Responses:
         status = 429 if limited else 503
         retry = max(1, decision.retry_after_s)
         headers = [(b"retry-after", str(retry).encode())]
-        if scope["type"] != "http":
-            await send(_TRY_AGAIN)
-        elif wants_json(scope):
+        if wants_json(scope):
             await send_error(send, status, notice.code, notice.message, headers)
         else:
             choice, language = self._language(scope, room)
@@ -137,9 +152,7 @@ class Responses:
         page is a 200: it is the answer to the visit, not an error to retry, and a proxy or
         CDN that swaps error pages for its own would hide it."""
         notice = Notice.CLOSED
-        if scope["type"] != "http":
-            await send(_CLOSED)
-        elif wants_json(scope):
+        if wants_json(scope):
             await send_error(send, 409, notice.code, notice.message)
         else:
             choice, language = self._language(scope, room)
@@ -148,9 +161,7 @@ class Responses:
     async def unavailable(self, scope: Scope, send: Send, room: str | None = None) -> None:
         """The "we'll be right back" answer: 503 with Retry-After, HTML or JSON."""
         retry = [(b"retry-after", str(RETRY_AFTER_DOWN).encode())]
-        if scope["type"] != "http":
-            await send(_TRY_AGAIN)
-        elif wants_json(scope):
+        if wants_json(scope):
             await send_error(send, 503, "store_unavailable", "try again shortly", retry)
         else:
             choice, language = self._language(scope, room)
@@ -162,11 +173,37 @@ class Responses:
     ) -> None:
         """A final refusal such as `Notice.ENQUEUE_TOKEN_REQUIRED`: 403 without Retry-After, as
         a page that neither reloads nor promises a retry, or as the API's JSON error."""
-        if scope["type"] != "http":
-            await send(_CLOSED)
-        elif wants_json(scope):
+        if wants_json(scope):
             await send_error(send, 403, notice.code, notice.message)
         else:
             choice, language = self._language(scope, room)
             html = self._pages.render_notice(notice, 0, choice.tag)
             await send_bytes(send, 403, html, _HTML, language)
+
+    async def socket_refused(self, scope: Scope, send: Send, decision: Decision) -> None:
+        """A WebSocket refused before its upgrade, with the JSON API's error: 403 `not_admitted`
+        to a waiter or newcomer (a socket never joins), 503 (Retry-After) in a held room or
+        while the store is down, 409 in a closed room, 403 without a valid enqueue token.
+        Without the server's `websocket.http.response` extension: a close before accepting,
+        1013 where a retry may help, else 1008 (servers answer both with 403)."""
+        refusal = _SOCKET_REFUSALS.get(decision.verdict)
+        if refusal is None:  # DENIED: the enqueue token's notice
+            notice = Notice.INVALID_ENQUEUE_TOKEN
+            if decision.problem is not TokenProblem.INVALID:
+                notice = Notice.ENQUEUE_TOKEN_REQUIRED
+            refusal = (403, notice.code, notice.message)
+        status, code, message = refusal
+        retry = max(1, decision.retry_after_s or RETRY_AFTER_DOWN) if status in (429, 503) else 0
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            return await send({"type": "websocket.close", "code": _TRY_AGAIN if retry else _POLICY})
+        headers: Headers = [(b"retry-after", str(retry).encode())] if retry else []
+        await send_error(_as_socket(send), status, code, message, headers)
+
+
+def _as_socket(send: Send) -> Send:
+    """`send` for an HTTP answer to a WebSocket upgrade (`websocket.http.response.*`)."""
+
+    async def send_through(message: Message) -> None:
+        await send({**message, "type": "websocket." + message["type"]})
+
+    return send_through

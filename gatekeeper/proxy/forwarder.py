@@ -13,6 +13,7 @@ from gatekeeper.errors import ConfigError, OriginError, OriginTimeout
 from gatekeeper.proxy.aiohttp_client import AiohttpUpstream
 from gatekeeper.proxy.h1.client import H1Upstream
 from gatekeeper.proxy.upstream import Upstream, UpstreamResponse
+from gatekeeper.proxy.websocket import OriginRefused, OriginSockets, accept_message, relay
 
 _HOP_BY_HOP = frozenset(
     b"connection keep-alive proxy-authenticate proxy-authorization proxy-connection te trailer"
@@ -31,7 +32,8 @@ CLIENTS: dict[ProxyClient, type[H1Upstream | AiohttpUpstream]] = {
 
 
 class ReverseProxy:
-    """ASGI app forwarding every HTTP request to `origin`, streaming both bodies."""
+    """ASGI app forwarding every HTTP request to `origin`, streaming both bodies, and every
+    WebSocket, relaying its messages both ways."""
 
     def __init__(
         self, origin: str, settings: ProxySettings | None = None, upstream: Upstream | None = None
@@ -43,6 +45,7 @@ class ReverseProxy:
         self._upstream = upstream
         self._preserve_host = settings.host_header is HostHeader.PRESERVE
         self._is_trusted = trust_checker(settings.trusted_proxies)
+        self._sockets = OriginSockets(origin, settings)
 
     @property
     def upstream(self) -> Upstream | None:
@@ -78,15 +81,41 @@ class ReverseProxy:
                 await send({"type": "lifespan.startup.complete"})
             await self.aclose()
             await send({"type": "lifespan.shutdown.complete"})
-        else:
-            await send({"type": "websocket.close", "code": 1003})
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Open the origin's WebSocket with the upgrade's headers (rewritten as for HTTP), then
+        complete the client's upgrade as the origin completed ours and relay; an origin that
+        refuses, fails or times out is answered as for HTTP, before the upgrade."""
+        if (await receive())["type"] != "websocket.connect":
+            return
+        # X-Forwarded-Proto names the HTTP scheme, as for the page that opened the socket.
+        secure = scope.get("scheme") == "wss"
+        headers, _ = self._request_headers({**scope, "scheme": "https" if secure else "http"})
+        try:
+            connection = await self._sockets.open(
+                _target(scope).decode("latin-1"), headers, scope.get("subprotocols") or ()
+            )
+        except OriginRefused as refused:
+            headers = _response_headers(refused.headers, refused.status)
+            return await _refuse(scope, send, refused.status, headers, refused.body)
+        except OriginError as exc:
+            status = 504 if isinstance(exc, OriginTimeout) else 502
+            as_json, _ = _ERROR_PAGES[status]
+            json_headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            return await _refuse(scope, send, status, json_headers, as_json)
+        try:
+            await send(accept_message(connection))
+        except OSError:
+            connection.transport.abort()  # the client left while the origin was answering
+            return
+        await relay(connection, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream = self._upstream or await self._open()
         headers, length = self._request_headers(scope)
-        target = scope.get("raw_path") or quote(scope["path"], safe=_PATH_SAFE).encode()
-        if query := scope.get("query_string"):
-            target += b"?" + query
+        target = _target(scope)
         first = await receive()
         if first["type"] == "http.disconnect":
             return
@@ -160,6 +189,14 @@ class ReverseProxy:
         if not has_proto:
             out.append((b"x-forwarded-proto", scope.get("scheme", "http").encode("latin-1")))
         return out, length
+
+
+def _target(scope: Scope) -> bytes:
+    """The request target as the client sent it: raw path and query."""
+    target: bytes = scope.get("raw_path") or quote(scope["path"], safe=_PATH_SAFE).encode()
+    if query := scope.get("query_string"):
+        target += b"?" + query
+    return target
 
 
 async def _relay(response: UpstreamResponse, send: Send, exchange: _Exchange) -> None:
@@ -286,3 +323,15 @@ async def _send_error(scope: Scope, send: Send, exc: OriginError) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(scope: Scope, send: Send, status: int, headers: Headers, body: bytes) -> None:
+    """Answer a WebSocket upgrade with an HTTP response (ASGI's `websocket.http.response`),
+    or where the server cannot, close it before accepting: 1014 "bad gateway" for an error
+    of ours, 1008 for the origin's own refusal (servers answer that close with 403)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        code = 1014 if status in _ERROR_PAGES else 1008
+        return await send({"type": "websocket.close", "code": code})
+    start = {"type": "websocket.http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -109,6 +109,7 @@ INVALID: list[tuple[str, object]] = [
     ("waitingroom.lifecycle.max-session", -1),
     ("waitingroom.lifecycle.expected-stay", -1),
     ("waitingroom.server.workers", 0),
+    ("waitingroom.proxy.websocket-max-message", 100),
     ("waitingroom.gate.return-paths", [" "]),
     ("waitingroom.gate.return-max-body-bytes", 100),
     ("waitingroom.gate.language", "english"),
