@@ -40,7 +40,32 @@ $(AXE): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund --ignore-scripts
 	touch $@
 
-test: $(STAMP) system-deps lint typecheck $(AXE)
+# The container image, built and checked as an operator runs it (scripts/image-check.sh: podman
+# or Docker; without a registry the base is built from Debian's packages; ~2.5 min cold).
+.PHONY: image image-check dist dist-check lock
+image:
+	./scripts/image-check.sh build
+
+image-check:
+	./scripts/image-check.sh
+
+# The distribution (gatekeeper-waitingroom): sdist + wheel into dist/, then installed into a
+# fresh venv and run (scripts/dist-check.sh).
+dist:
+	./scripts/dist-check.sh build
+
+dist-check:
+	./scripts/dist-check.sh
+
+# Re-pin requirements.lock (what the image installs) from pyproject.toml; existing pins are kept
+# unless LOCK_ARGS=--upgrade. setuptools is there to build gatekeeper's own wheel offline.
+lock: $(STAMP)
+	$(PY) -m pip install --quiet 'uv>=0.5'
+	printf 'setuptools>=77\n' | $(VENV)/bin/uv pip compile pyproject.toml - --universal \
+	  --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+	  --quiet -o requirements.lock $(LOCK_ARGS)
+
+test: $(STAMP) system-deps lint typecheck $(AXE) image-check dist-check
 	$(PY) -m pytest -q
 
 clean:
