@@ -120,7 +120,8 @@ _GLOBS_ARE = "a list of non-blank path globs"
 SCHEMA: tuple[Leaf, ...] = (
     Leaf("redis.url", Kind.STR, check=values.redis_url,
          what="empty, memory://, a redis://, rediss:// or unix:// URL, "
-              "or redis+cluster://host:port[,host:port...] (or rediss+cluster://)"),
+              "or redis+cluster://host:port[,host:port...] (or rediss+cluster://), "
+              "or redis+sentinel://host:port[,host:port...]/service[/db]"),
     Leaf("redis.key-prefix", Kind.STR, check=_NAME.fullmatch, what=_NAME_IS),
     Leaf("redis.stream", Kind.STR, check=_NAME.fullmatch, what=_NAME_IS),
     Leaf("redis.pool-size", Kind.INT, 1, 10_000),

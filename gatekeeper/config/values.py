@@ -7,7 +7,12 @@ import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from gatekeeper.config.redis_url import CLUSTER_SCHEMES, parse_cluster_url
+from gatekeeper.config.redis_url import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 
 def valid(check: Callable[[str], object]) -> Callable[[str], bool]:
@@ -24,10 +29,12 @@ def valid(check: Callable[[str], object]) -> Callable[[str], bool]:
 
 @valid
 def redis_url(url: str) -> bool:
-    """Empty, memory://, a redis/rediss/unix URL or a cluster URL."""
+    """Empty, memory://, a redis/rediss/unix URL, a cluster URL or a Sentinel URL."""
     scheme, _, rest = url.partition("://")
     if scheme in CLUSTER_SCHEMES:
         return bool(parse_cluster_url(url).nodes)  # raises ValueError when malformed
+    if scheme in SENTINEL_SCHEMES:
+        return bool(parse_sentinel_url(url).sentinels)  # raises ValueError when malformed
     _ = urlsplit(url).port  # raises ValueError on a malformed port
     return url in ("", "memory://") or (scheme in ("redis", "rediss", "unix") and bool(rest))
 

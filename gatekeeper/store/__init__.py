@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gatekeeper.clock import Clock
-from gatekeeper.config.redis_url import CLUSTER_SCHEMES
+from gatekeeper.config.redis_url import CLUSTER_SCHEMES, SENTINEL_SCHEMES
 from gatekeeper.config.settings import RedisSettings
 from gatekeeper.errors import ConfigError
 from gatekeeper.store.base import Store
@@ -17,7 +17,8 @@ def open_store(settings: RedisSettings, *, clock: Clock | None = None) -> Store:
     url = settings.url
     if settings.in_memory:
         return MemoryStore(clock)
-    schemes = ("redis://", "rediss://", "unix://", *(f"{s}://" for s in CLUSTER_SCHEMES))
+    bases = ("redis", "rediss", "unix", *CLUSTER_SCHEMES, *SENTINEL_SCHEMES)
+    schemes = tuple(f"{s}://" for s in bases)
     if url.startswith(schemes):
         from gatekeeper.store.redis import RedisStore
 

@@ -37,6 +37,7 @@ from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
 from gatekeeper.store.redis.errors import translated
 from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys, session_of
 from gatekeeper.store.redis.scripts import Client, Script, ScriptName
+from gatekeeper.store.redis.sentinel import connect_sentinel, is_sentinel_url
 from gatekeeper.store.redis.standalone import connect_standalone
 
 P = ParamSpec("P")
@@ -108,6 +109,9 @@ class RedisStore:
         """
         if is_cluster_url(settings.url):
             return cls(connect_cluster(settings), settings, clock=clock)
+        if is_sentinel_url(settings.url):
+            primary, follower = connect_sentinel(settings)
+            return cls(primary, settings, clock=clock, lean=follower)
         client, lean = connect_standalone(settings)
         return cls(client, settings, clock=clock, lean=lean)
 
