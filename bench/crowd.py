@@ -39,6 +39,7 @@ DONE_PATH = "/checkout/complete"
 RELOAD = "reload"  # poll(): the status API does not know the session yet
 STAY_S = (2.0, 4.0)
 SAMPLE_S = 0.25
+LAG_TICK_S = 0.01  # the loop-lag probe sleeps this long and records how late it wakes
 HTML = "text/html,application/xhtml+xml"
 
 
@@ -230,18 +231,20 @@ async def sample(
     crowd: Crowd, admin: Client, token: str, server_pid: int, out: list[list[float]]
 ) -> None:
     """Every SAMPLE_S: [t, waiting, active (server), admitted so far, in site (client),
-    gatekeeper's CPU use since the last sample (share of one core)]."""
+    gatekeeper's CPU use since the last sample (share of one core), the client's own]."""
     headers = {"Authorization": f"Bearer {token}"}
-    last_t, last_cpu = 0.0, cpu_seconds(server_pid)
+    last_t, last_cpu, last_own = 0.0, cpu_seconds(server_pid), time.process_time()
     while True:
         t = time.perf_counter() - crowd.started
-        cpu = cpu_seconds(server_pid)
-        share = (cpu - last_cpu) / max(t - last_t, 1e-3)
-        last_t, last_cpu = t, cpu
+        cpu, own = cpu_seconds(server_pid), time.process_time()
+        span = max(t - last_t, 1e-3)
+        share, own_share = (cpu - last_cpu) / span, (own - last_own) / span
+        last_t, last_cpu, last_own = t, cpu, own
         try:
             resp = await admin.request("GET", "/_gatekeeper/admin/rooms/default", headers)
             room = json.loads(resp.body)
-            out.append([t, room["waiting"], room["active"], crowd.admitted, crowd.in_site, share])
+            out.append([t, room["waiting"], room["active"], crowd.admitted, crowd.in_site, share,
+                        own_share])  # fmt: skip
         except (OSError, TimeoutError, httptools.HttpParserError, KeyError, ValueError):
             crowd.errors["sampler"] += 1
         await asyncio.sleep(max(0.0, SAMPLE_S - (time.perf_counter() - crowd.started - t)))
@@ -251,8 +254,8 @@ async def watch_loop(lags: list[float]) -> None:
     """How late this process's event loop wakes up (ms): a busy client inflates latencies."""
     while True:
         started = time.perf_counter()
-        await asyncio.sleep(0.05)
-        lags.append((time.perf_counter() - started - 0.05) * 1000)
+        await asyncio.sleep(LAG_TICK_S)
+        lags.append((time.perf_counter() - started - LAG_TICK_S) * 1000)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -278,6 +281,7 @@ async def main(args: argparse.Namespace) -> None:
     sampler = asyncio.create_task(sample(crowd, admin, args.token, args.server_pid, timeline))
     watcher = asyncio.create_task(watch_loop(lags))
     arrivals = sorted(random.uniform(0, args.arrive_s) for _ in range(args.visitors))
+    cpu_started = time.process_time()
     tasks = [asyncio.create_task(crowd.visitor(i, t)) for i, t in enumerate(arrivals)]
     # 20,000 suspended visitors are ~150k objects: each full collection of the cyclic GC would
     # stall this loop for tens of ms and show up as server latency. Their garbage is acyclic
@@ -287,6 +291,7 @@ async def main(args: argparse.Namespace) -> None:
     gc.disable()
     _, pending = await asyncio.wait(tasks, timeout=args.duration_s)
     elapsed = time.perf_counter() - crowd.started
+    client_cpu_s = time.process_time() - cpu_started
     still_waiting, still_in_site = crowd.waiting, crowd.in_site
     left = {*pending, sampler, watcher}
     for _ in range(3):  # visitors still in flight when time is up are abandoned
@@ -308,6 +313,10 @@ async def main(args: argparse.Namespace) -> None:
         "sampler_errors": sampler_errors,
         "latency_ms": {k: percentiles(v) for k, v in crowd.latency.items()},
         "client_loop_lag_ms": percentiles(lags),
+        "client_cpu": {
+            "mean": round(client_cpu_s / max(elapsed, 1e-3), 3),
+            "busiest": round(max((row[6] for row in timeline[1:]), default=0.0), 3),
+        },
         "counts": {
             "arrived": crowd.arrived,
             "admitted": crowd.admitted,
@@ -334,7 +343,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--token", required=True, help="admin token (for the sampler)")
     parser.add_argument("--out", required=True, help="where to write the JSON results")
     parser.add_argument("--server-pid", type=int, default=0, help="gatekeeper's pid (CPU use)")
-    parser.add_argument("--visitors", type=int, default=20_000)
+    parser.add_argument("--visitors", type=int, default=50_000)
     parser.add_argument("--arrive-s", type=float, default=10.0)
     parser.add_argument("--duration-s", type=float, default=75.0)
     parser.add_argument("--connections", type=int, default=1000)

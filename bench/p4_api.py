@@ -66,7 +66,7 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
         poll_targets = [Target(n, url(p, polls[n]), cpu=cpu[n]) for n, p in ports.items()]
         joins = measure(ctx, join_targets, out / "joins")
         poll = measure(ctx, poll_targets, out / "polls")
-    return rows(joins, "joins", 0.35) + rows(poll, "polls", 0.50)
+    return rows(joins, "joins", 0.40) + rows(poll, "polls", 0.50)
 
 
 def measure(ctx: Context, targets: list[Target], save_dir: Path) -> dict[str, Series]:

@@ -102,7 +102,7 @@ async def send_bytes(
     """Send a complete response with a known length and `Cache-Control: no-store`."""
     raw = [
         (b"content-type", content_type),
-        (b"content-length", str(len(body)).encode()),
+        (b"content-length", b"%d" % len(body)),
         NO_STORE,
         *headers,
     ]

@@ -160,17 +160,18 @@ class Rooms:
     def effective(self, room: str) -> RoomPolicy:
         """The room's policy with its live capacity, batch size and per-minute limit applied."""
         found = self._effective.get(room)
-        if found is None:
-            policy, live = self.policy(room), self._live.get(room, {})
-            found = replace(
-                policy,
-                capacity=int(live.get(Control.CAPACITY, policy.capacity)),
-                batch_size=int(live.get(Control.BATCH_SIZE, policy.batch_size)),
-                per_minute=int(live.get(Control.PER_MINUTE, policy.per_minute)),
-            )
-            # Rooms with live controls are known ones; the rest share the policy's figures.
-            if room in self._live or room in self.configured:
-                self._effective[room] = found
+        if found is not None:
+            return found
+        policy, live = self.policy(room), self._live.get(room)
+        if not live:
+            return policy  # no live controls: the policy itself, no copy per call
+        # Rooms with live controls are listed ones (`retain` bounds this cache).
+        found = self._effective[room] = replace(
+            policy,
+            capacity=int(live.get(Control.CAPACITY, policy.capacity)),
+            batch_size=int(live.get(Control.BATCH_SIZE, policy.batch_size)),
+            per_minute=int(live.get(Control.PER_MINUTE, policy.per_minute)),
+        )
         return found
 
     def max_rate(self, room: str) -> float:

@@ -36,6 +36,9 @@ _UNINVITED = {
 }
 # A refusal's status code; a closed room is a final answer (no Retry-After), not an overload.
 _REFUSED_STATUS = {Refusal.RATE_LIMITED: 429, Refusal.QUEUE_FULL: 503, Refusal.ROOM_CLOSED: 409}
+# Client keys remembered per peer address; emptied when full (a key is cheap to make again).
+_CLIENT_KEYS = 4096
+_NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
 
 
 def session_url(prefix: str, session_id: str) -> str:
@@ -63,6 +66,8 @@ class WaitingRoomAPI:
         self.prefix = settings.api.prefix
         self._max_body = settings.api.max_body_bytes
         self._addresses = ClientAddresses(settings.proxy.trusted_proxies)
+        # Behind no trusted proxy a client's key depends on its peer address alone.
+        self._keys: dict[str, str] | None = None if settings.proxy.trusted_proxies else {}
         self._events = events or Events(store, rooms)
         self._invitations = Invitations(settings, rooms.clock)
 
@@ -127,7 +132,7 @@ class WaitingRoomAPI:
         if isinstance(claim, TokenProblem):
             return await send_error(send, 403, claim.value, _UNINVITED[claim])
         session_id = new_session_id(room)
-        entry = Entry(self._addresses.key(scope), rank=self.rooms.rank(room, session_id))
+        entry = Entry(self._client_key(scope), rank=self.rooms.rank(room, session_id))
         if claim is not None:  # the token's user, whatever label the body gave
             entry = replace(entry, user=claim.user_id, priority=claim.priority)
             user_id = claim.user_id
@@ -161,8 +166,25 @@ class WaitingRoomAPI:
             return await send_error(send, 404, "not_found", "unknown session")
         self.metrics.leaves.labels(room, "api").inc()
         self.metrics.session_ended(room, EndReason.LEFT)
-        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send(dict(_NO_CONTENT))
         await send({"type": "http.response.body", "body": b""})
+
+    def _client_key(self, scope: Scope) -> str:
+        """The key join limits count the client by; remembered per peer address when no proxy
+        is trusted: parsing an address (`ipaddress`) costs more than the rest of a join's
+        bookkeeping."""
+        keys, client = self._keys, scope.get("client")
+        if keys is None or not isinstance(client, tuple | list) or not client:
+            return self._addresses.key(scope)
+        peer = client[0]
+        if not isinstance(peer, str):
+            return self._addresses.key(scope)
+        found = keys.get(peer)
+        if found is None:
+            if len(keys) >= _CLIENT_KEYS:
+                keys.clear()
+            found = keys[peer] = self._addresses.key(scope)
+        return found
 
 
 def _parse_join(data: dict[str, Any]) -> tuple[str | None, str, str | None]:

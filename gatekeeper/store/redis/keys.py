@@ -60,6 +60,11 @@ class RedisKeys:
             return session_id.partition(".")[0]
         return "." + session_id
 
+    def own_member(self, session_id: str) -> str:
+        """`member` of an id already known to be of this room (`room_of` matched it): the
+        token alone, without matching the id again."""
+        return session_id.partition(".")[0]
+
 
 def session_of(member: str, room: str) -> str:
     """The session id a waiter's member names (`RedisKeys.member`; `session_of` in lib.lua)."""

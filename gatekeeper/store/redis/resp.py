@@ -342,21 +342,35 @@ class RespClient:
         except RespConnectionError:
             return await self._send(packed)
 
-    async def script(
+    def script(
         self, sha: str, source: str, keys: Sequence[str], args: Sequence[str | int]
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """Run a Lua script by SHA; on NOSCRIPT (restart, failover, SCRIPT FLUSH) by EVAL,
         which runs and caches it in one step. Retried once on a connection error: the store's
         scripts are idempotent per session id."""
-        # `execute` inlined: this is the hot path, and a coroutine frame less is cheaper.
-        packed = pack(("EVALSHA", sha, len(keys), *keys, *args))
+        return self.script_packed(pack(("EVALSHA", sha, len(keys), *keys, *args)), sha, source)
+
+    async def script_packed(self, packed: bytes, sha: str, source: str) -> Any:
+        """`script` with its EVALSHA command packed already (see `scripts.Template`)."""
+        # The retry inlined: this is the hot path, and a coroutine frame less is cheaper.
         try:
             try:
                 return await self._send(packed)
             except RespConnectionError:
                 return await self._send(packed)
         except NoScriptError:
-            return await self.execute("EVAL", source, len(keys), *keys, *args, retry=True)
+            # The same command with EVAL and the source in place of EVALSHA and the SHA.
+            start = packed.index(b"\r\n") + 2
+            head = b"$7\r\nEVALSHA\r\n$40\r\n%b\r\n" % sha.encode()
+            if not packed.startswith(head, start):
+                raise ValueError("not an EVALSHA command") from None
+            code = source.encode()
+            body = packed[start + len(head) :]
+            packed = packed[:start] + b"$4\r\nEVAL\r\n$%d\r\n%b\r\n" % (len(code), code) + body
+            try:
+                return await self._send(packed)
+            except RespConnectionError:
+                return await self._send(packed)
 
     def disconnect(self) -> None:
         """Close every connection (failing what is in flight); the next calls reconnect."""

@@ -36,7 +36,7 @@ from gatekeeper.store.ranks import rank_key
 from gatekeeper.store.redis.cluster import connect_cluster, is_cluster_url
 from gatekeeper.store.redis.errors import translated
 from gatekeeper.store.redis.keys import GlobalKeys, RedisKeys, session_of
-from gatekeeper.store.redis.scripts import Client, Script, ScriptName
+from gatekeeper.store.redis.scripts import Call, Client, Script, ScriptName
 from gatekeeper.store.redis.sentinel import connect_sentinel, is_sentinel_url
 from gatekeeper.store.redis.standalone import connect_standalone
 
@@ -50,8 +50,8 @@ _CACHE_ROOMS = 50_000
 # The first field of join.lua's answer when it turned the join away.
 _REFUSED = "REFUSED"
 _RANK = "RANK"  # a shuffled pre-queue join without its rank key: here is the seed
-_RANK_ARG = 15  # where join.lua's ARGV[16], the rank key, is in the args
 _HELD_BY = 11  # join.lua's twelfth reply field: the session that holds the user's place
+_STATUS = {s.value: s for s in Status}  # a dict lookup is cheaper than Status(value)
 
 # The field of the global control hash that holds the live grant-loop interval.
 _RATE_MS_FIELD = "rate-ms"
@@ -87,6 +87,8 @@ class RedisStore:
         self._stream = settings.stream
         self._clock = clock
         self._keys: dict[str, RedisKeys] = {}
+        # Per room: the policy its poll and join calls were prepared for, and the calls.
+        self._calls: dict[str, tuple[RoomPolicy, Call, Call]] = {}
         self._registered: dict[str, int] = {}
         self._global = GlobalKeys(settings.key_prefix)
         self._join = Script(client, ScriptName.JOIN, lean=lean)
@@ -127,11 +129,41 @@ class RedisStore:
     def _now(self) -> str:
         return "" if self._clock is None else str(self._clock())
 
+    def _prepared(self, room: str, policy: RoomPolicy) -> tuple[RoomPolicy, Call, Call]:
+        """The room's poll and join calls for `policy` (see `scripts.Call`): their keys and
+        the policy's figures are packed once, not on every call."""
+        found = self._calls.get(room)
+        if found is not None and found[0] is policy:
+            return found
+        if found is None or found[0] != policy:
+            if len(self._calls) >= _CACHE_ROOMS:
+                self._calls.clear()
+            k = self.keys(room)
+            poll = self._poll.call(
+                [None, k.waiting, k.active, k.stats, k.waiting_seq, k.control, k.prequeue,
+                 k.prequeue_rank],
+                [None, None, policy.waiting_timeout_ms, policy.idle_timeout_ms,
+                 policy.retention_ms, None, room, policy.max_session_ms],
+            )  # fmt: skip
+            join = self._join.call(
+                [None, k.joins, k.waiting, k.active, k.stats, k.control, k.waiting_seq, None,
+                 k.prequeue, k.prequeue_rank, k.users],
+                [None, None, room, None, policy.capacity, policy.waiting_timeout_ms,
+                 policy.idle_timeout_ms, policy.retention_ms, policy.per_minute, None, None,
+                 policy.max_waiting, None, policy.client_join_burst, policy.claim_window_ms,
+                 None, policy.max_session_ms, None, k.session_prefix, None],
+            )  # fmt: skip
+            found = (policy, poll, join)
+        else:  # an equal policy: the next lookup finds it by identity
+            found = (policy, found[1], found[2])
+        self._calls[room] = found
+        return found
+
     def _ticket(self, sid: str, room: str, reply: list[Any]) -> Ticket:
         status, ahead, waiting, active = reply[:4]
         reason = EndReason(reply[8]) if reply[8] else None
         ends = int(reply[10]) if reply[10] != "" else None
-        ticket = Ticket(sid, room, Status(status), int(ahead), int(waiting), int(active),
+        ticket = Ticket(sid, room, _STATUS[status], int(ahead), int(waiting), int(active),
                         _rate(reply[4:8]), reason, ends, int(reply[9]) == 1)  # fmt: skip
         return ticket
 
@@ -147,46 +179,26 @@ class RedisStore:
     ) -> Ticket:
         require_room(room, session_id)
         k = self.keys(room)
-        keys = [
-            k.session(session_id),
-            k.joins,
-            k.waiting,
-            k.active,
-            k.stats,
-            k.control,
-            k.waiting_seq,
-            k.client(entry.client),
-            k.prequeue,
-            k.prequeue_rank,
-            k.users,
-        ]
+        join = self._prepared(room, policy)[2]
         limited = bool(entry.client) and policy.client_joins_per_minute > 0
-        args: list[str | int] = [
+        # The slots of `_prepared`'s join call, in order: two keys, then the arguments.
+        values = [
+            k.session(session_id),
+            k.client(entry.client),
             self._now(),
             session_id,
-            room,
             user_id,
-            policy.capacity,
-            policy.waiting_timeout_ms,
-            policy.idle_timeout_ms,
-            policy.retention_ms,
-            policy.per_minute,
             k.member(session_id),
             "1" if entry.lazy else "",
-            policy.max_waiting,
-            policy.client_joins_per_minute if limited else 0,
-            policy.client_join_burst,
-            policy.claim_window_ms,
+            str(policy.client_joins_per_minute if limited else 0),
             entry.rank,
-            policy.max_session_ms,
             entry.user,
-            k.session_prefix,
-            entry.priority,
+            str(entry.priority),
         ]
-        reply = await self._join(keys=keys, args=args)
+        reply = await join(*values)
         if reply[0] == _RANK:
-            args[_RANK_ARG] = rank_key(str(reply[1]), session_id)
-            reply = await self._join(keys=keys, args=args)
+            values[8] = rank_key(str(reply[1]), session_id)
+            reply = await join(*values)
         if reply[0] == _REFUSED:
             raise refusal(str(reply[1]), int(reply[2]))
         # A user's place held by another session: that session answers (join.lua).
@@ -216,19 +228,9 @@ class RedisStore:
         if room is None:
             return None
         k = self.keys(room)
-        keys = [k.session(session_id), k.waiting, k.active, k.stats, k.waiting_seq, k.control]
-        keys += [k.prequeue, k.prequeue_rank]
-        args: list[str | int] = [
-            self._now(),
-            session_id,
-            policy.waiting_timeout_ms,
-            policy.idle_timeout_ms,
-            policy.retention_ms,
-            k.member(session_id),
-            room,
-            policy.max_session_ms,
-        ]
-        reply = await self._poll(keys=keys, args=args)
+        poll = self._prepared(room, policy)[1]
+        member = k.own_member(session_id)  # its room is room_of(session_id)
+        reply = await poll(k.session(session_id), self._now(), session_id, member)
         return None if reply is None else self._ticket(session_id, room, reply)
 
     @translated
@@ -301,6 +303,7 @@ class RedisStore:
             return False
         self._registered.pop(room, None)
         self._keys.pop(room, None)
+        self._calls.pop(room, None)
         return True
 
     async def _relist(self, room: str, now_ms: int) -> None:
