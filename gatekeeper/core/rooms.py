@@ -66,6 +66,7 @@ class Rooms:
         self._policies: dict[str, RoomPolicy] = {}
         self._live: dict[str, dict[str, str]] = {}
         self._capped: dict[str, RoomPolicy] = {}
+        self._stays: dict[str, tuple[RoomPolicy, float]] = {}
         self._modes: dict[str, Mode] = {}
         self._effective: dict[str, RoomPolicy] = {}
         self._rate_ms = settings.processing.rate_ms
@@ -97,7 +98,8 @@ class Rooms:
         keep = {*listed, *self.configured}
         self._unlisted = frozenset(keep - self.configured)
         self._new.clear()
-        for cache in (self._live, self._modes, self._effective, self._events, self._capped):
+        caches = (self._live, self._modes, self._effective, self._events, self._capped)
+        for cache in (*caches, self._stays):
             for room in [r for r in cache if r not in keep]:
                 del cache[room]
         self._watch.retain(keep)
@@ -234,13 +236,18 @@ class Rooms:
 
     def expected_stay_s(self, room: str) -> float:
         """`lifecycle.expected-stay` of the room (0: its idle timeout), within max-session."""
+        policy = self.policy(room)
+        known = self._stays.get(room)
+        if known is not None and known[0] is policy:
+            return known[1]  # asked on every poll: worked out once per policy in force
         key = room if room in self.configured else self.default
         override = self._settings.rooms.overrides.get(key, RoomOverride()).expected_stay
         stay = self._settings.lifecycle.expected_stay if override is None else override
-        policy = self.policy(room)
         stay_ms = stay * 1000 or policy.idle_timeout_ms
         if policy.max_session_ms > 0:
             stay_ms = min(stay_ms, policy.max_session_ms)
+        if room in self.configured or room in self._live:
+            self._stays[room] = (policy, stay_ms / 1000)
         return stay_ms / 1000
 
     def policy(self, room: str) -> RoomPolicy:
