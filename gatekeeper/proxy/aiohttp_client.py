@@ -30,6 +30,10 @@ class _AiohttpResponse:
     def body(self) -> AsyncIterator[bytes]:
         return self
 
+    @property
+    def ended(self) -> bool:
+        return self._content.is_eof()
+
     def __aiter__(self) -> _AiohttpResponse:
         return self
 

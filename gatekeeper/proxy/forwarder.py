@@ -24,6 +24,10 @@ _DROP_TRUSTED = _HOP_BY_HOP | {b"host", b"content-length", b"x-forwarded-for"}
 _DROP_UNTRUSTED = _DROP_TRUSTED | {b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _PATH_SAFE = "/:@!$&'()*+,;=~"
+# A scope extension (gatekeeper.server's protocol offers it): an app that puts a callable under
+# "callback" in its dict has it called once the client's connection is lost, so no task need
+# wait in receive() for `http.disconnect`.
+DISCONNECT = "gatekeeper.disconnect"
 CLIENTS: dict[ProxyClient, type[H1Upstream | AiohttpUpstream]] = {
     ProxyClient.BUILTIN: H1Upstream,
     ProxyClient.AIOHTTP: AiohttpUpstream,
@@ -119,7 +123,7 @@ class ReverseProxy:
         first = await receive()
         if first["type"] == "http.disconnect":
             return
-        exchange = _Exchange(receive, first)
+        exchange = _Exchange(receive, first, scope)
         try:
             try:
                 response = await upstream.send(
@@ -203,6 +207,12 @@ async def _relay(response: UpstreamResponse, send: Send, exchange: _Exchange) ->
     headers = _response_headers(response.headers, response.status)
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     async for chunk in response.body():
+        if response.ended:
+            # The last chunk ends the response: one body message (and with the head, for a
+            # server that holds it, one write) instead of two.
+            exchange.finished = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     exchange.finished = True
     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -215,13 +225,18 @@ class _ClientGone(Exception):
 class _Exchange:
     """One request's body stream (iterate it) and the watch for its client disconnecting."""
 
-    __slots__ = ("_receive", "_first", "_more", "_watcher", "task", "gone", "finished")
+    __slots__ = ("_receive", "_first", "_more", "_watcher", "_hook", "task", "gone", "finished")
 
-    def __init__(self, receive: Receive, first: Message) -> None:
+    def __init__(self, receive: Receive, first: Message, scope: Scope) -> None:
         self._receive = receive
         self._first: bytes = first.get("body", b"")
         self._more: bool = first.get("more_body", False)
         self._watcher: asyncio.Task[None] | None = None
+        # A server offering the disconnect hook (gatekeeper.server's) calls back when the
+        # client is gone: no task per request waiting in receive() to find out.
+        extensions = scope.get("extensions")
+        hook = extensions.get(DISCONNECT) if extensions else None
+        self._hook: dict[str, object] | None = hook if isinstance(hook, dict) else None
         task = asyncio.current_task()
         assert task is not None
         self.task = task
@@ -254,6 +269,9 @@ class _Exchange:
         raise StopAsyncIteration
 
     def _watch(self) -> None:
+        if self._hook is not None:
+            self._hook["callback"] = self._abort
+            return
         # Once the body is read, receive() returns only when the client disconnects.
         self._watcher = asyncio.create_task(self._wait_for_disconnect())
 
@@ -273,6 +291,8 @@ class _Exchange:
         self.finished = True
         if self._watcher is not None:
             self._watcher.cancel()
+        elif self._hook is not None and self._hook.get("callback") == self._abort:
+            del self._hook["callback"]
 
 
 def _connection_tokens(value: bytes, tokens: set[bytes] | None) -> set[bytes]:

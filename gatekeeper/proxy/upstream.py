@@ -18,6 +18,11 @@ class UpstreamResponse(Protocol):
         """Yield the body chunk by chunk as it arrives."""
         ...
 
+    @property
+    def ended(self) -> bool:
+        """Whether the chunks yielded so far are the whole body (False when unsure)."""
+        ...
+
     async def aclose(self) -> None:
         """Free the pooled connection, closing it when the body was not fully read."""
         ...

@@ -37,6 +37,10 @@ class _H1Response:
     def body(self) -> AsyncIterator[bytes]:
         return self
 
+    @property
+    def ended(self) -> bool:
+        return self._conn is None
+
     def __aiter__(self) -> _H1Response:
         return self
 
@@ -45,9 +49,12 @@ class _H1Response:
         if conn is None:
             raise StopAsyncIteration
         chunk = await conn.read()
+        # The connection is freed as soon as the body is in, before the proxy finishes its own
+        # response: the client's next request finds it idle.
+        if conn.drained:
+            self._finish()
         if chunk:
             return chunk
-        self._finish()  # free the connection before the proxy finishes its own response
         raise StopAsyncIteration
 
     async def aclose(self) -> None:

@@ -28,6 +28,8 @@ class Connection(asyncio.Protocol):
         "_transport",
         "_parser",
         "_waiter",
+        "_deadline",
+        "_timer",
         "_chunks",
         "_buffered",
         "_reading_paused",
@@ -65,6 +67,10 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[bool] | None = None
+        # One timer per connection, re-armed when it fires early, rather than one per wait:
+        # deadlines only move forward, so the armed timer is never late.
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._reading_paused = self._writing_paused = False
@@ -84,11 +90,22 @@ class Connection(asyncio.Protocol):
         """Whether the exchange ended cleanly on the wire and the origin keeps the connection."""
         return self.complete and self.keep_alive and not (self.closed or self.body_cut)
 
+    @property
+    def drained(self) -> bool:
+        """Whether the response is complete and every body byte was read."""
+        return self.complete and not self._chunks
+
     def close(self) -> None:
         """Close the transport; the connection is never used again."""
         self.closed = True
+        self._cancel_timer()
         if self._transport is not None:
             self._transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def request(
         self, head: bytes, body: AsyncIterator[bytes] | None, chunked: bool, method: str
@@ -179,12 +196,23 @@ class Connection(asyncio.Protocol):
         """Wait for the protocol to report progress; False when `deadline` passed first."""
         waiter: asyncio.Future[bool] = self._loop.create_future()
         self._waiter = waiter
-        timer = self._loop.call_at(deadline, _expire, waiter)
+        self._deadline = deadline
+        if self._timer is None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
         try:
             return await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nobody waits: the next wait arms a timer again
+        if self._loop.time() >= self._deadline:
+            waiter.set_result(False)
+        else:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -229,6 +257,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._cancel_timer()
         if not self.busy:
             self._on_lost_idle(self)
             return
@@ -313,8 +342,3 @@ class NotSent(OriginUnavailable):
 
 class _Unexpected(Exception):
     """Raised from a parser callback to stop parsing bytes the origin should not have sent."""
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
