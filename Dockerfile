@@ -11,7 +11,7 @@
 # The image adds one thing at the lowest level it can: /etc/gatekeeper/config.yaml, used when
 # you mount none, listens on 0.0.0.0:8080. A config you mount there replaces it, so give yours
 # `server.host: 0.0.0.0` (a container's 127.0.0.1 is unreachable from outside it).
-ARG PYTHON_IMAGE=python:3.13-slim
+ARG PYTHON_IMAGE=python:3.12-slim
 
 # ---- wheels: every wheel the image installs, hash-checked, nothing compiled ------------------
 FROM ${PYTHON_IMAGE} AS wheels
@@ -26,7 +26,8 @@ RUN /build/bin/pip wheel --quiet --require-hashes --only-binary=:all: --wheel-di
 COPY pyproject.toml README.md ./
 COPY gatekeeper ./gatekeeper
 RUN /build/bin/pip wheel --quiet --no-index --find-links /wheels/deps --no-deps \
-      --wheel-dir /wheels/app .
+      --wheel-dir /wheels/app . \
+    && cd /wheels && sha256sum deps/*.whl app/*.whl >/wheels.sha256
 
 # ---- the image -----------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -36,6 +37,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     WAITINGROOM_CONFIG=/etc/gatekeeper/config.yaml
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/gatekeeper --no-log-init \
       --shell /usr/sbin/nologin gatekeeper
+# The wheels' sha256 sums (a few kB, kept as a record of what is installed): copied, they make
+# the next step rebuild whenever a wheel changes. podman/buildah (Debian 12 has podman 4.3) leave a
+# RUN's cache key blind to what a --mount from a stage brings, and would reuse the old install.
+COPY --from=wheels /wheels.sha256 /opt/gatekeeper/wheels.sha256
 # The wheels are mounted for this one step, never copied: no layer keeps them. pip resolves
 # gatekeeper's dependencies from /wheels/deps only (--no-index): exactly the locked ones.
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \

@@ -10,22 +10,32 @@
 #   image's HEALTHCHECK command with `run --port N` (not 8080), with a mounted config's port and
 #   static prefix, and failing when nothing serves; file < environment precedence; the image's
 #   own default (0.0.0.0:8080); uid 10001 with no capabilities; SIGTERM → exit 0 within 10 s;
-#   and it prints the Python version, the build time and the image size.
+#   the image's gatekeeper is this tree's (no stale layer); the image's Python is the
+#   Dockerfile's; and it prints the Python version, the build time and the image size.
 #
-# The base image is the Dockerfile's PYTHON_IMAGE (python:3.13-slim). Where no registry can be
-# reached (as on this project's CI) a stand-in is built instead, once, from Debian's own
-# packages: Debian 13 (trixie) minbase by debootstrap from the mirror apt uses, with its
-# python3 (3.13), python3-venv and ca-certificates, imported as gatekeeper-base:trixie.
+# The base image is the Dockerfile's PYTHON_IMAGE (python:3.12-slim). Where no registry can be
+# reached (as on this project's CI) a stand-in with the same Python is built instead, once:
+# Ubuntu 24.04 (noble) minbase by debootstrap from UBUNTU_MIRROR, its Release signature checked
+# against Ubuntu's archive key (pinned below by fingerprint), with Ubuntu's python3 (3.12),
+# python3-venv and ca-certificates, brought up to date from noble-updates and noble-security,
+# imported as localhost/gatekeeper-base:noble. The image's Python must be the Dockerfile's.
 #
 # Environment: IMAGE (tag to build, default gatekeeper:latest), PYTHON_IMAGE (base to use, skips
-# the lookup), IMAGE_ENGINE (docker or podman).
+# the lookup and the Python version check), IMAGE_ENGINE (docker or podman), UBUNTU_MIRROR (for
+# the stand-in, default http://archive.ubuntu.com/ubuntu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-check}
 case "$mode" in check | build) ;; *) echo "usage: $0 [build]" >&2; exit 2 ;; esac
 IMAGE=${IMAGE:-gatekeeper:latest}
-STANDIN=localhost/gatekeeper-base:trixie
+STANDIN=localhost/gatekeeper-base:noble
+UBUNTU_MIRROR=${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}
+# "Ubuntu Archive Automatic Signing Key (2018) <ftpmaster@ubuntu.com>", which signs noble.
+UBUNTU_ARCHIVE_KEY=F6ECB3762474EDA9D21B7022871920D1991BC93C
+# Debian 12 packages no Ubuntu keyring: without /usr/share/keyrings/ubuntu-archive-keyring.gpg
+# it comes from this package of noble's (over plain HTTP: only the pinned key is kept from it).
+UBUNTU_KEYRING_DEB=pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb
 say() { printf '\033[1mimage-check:\033[0m %s\n' "$*"; }
 fail() { printf 'image-check: FAILED: %s\n' "$*" >&2; exit 1; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -67,29 +77,58 @@ say "engine: $($engine --version)"
 # ---- the base image --------------------------------------------------------------------------
 exists() { $engine image inspect "$1" >/dev/null 2>&1; }
 python_of() { $engine run --rm --network none --entrypoint python3 "$1" --version 2>&1 | grep -v systemd; }
-debian_mirror() {  # the Debian archive apt uses here (deb822 or one-line sources)
-  local m
-  m=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
-    2>/dev/null | grep -o -E 'https?://[^ ]*/debian/?' | grep -v -- '-security' | head -n 1 || true)
-  echo "${m:-http://deb.debian.org/debian}"
+ubuntu_keyring() {  # DIR: writes DIR/ubuntu-archive.gpg, a keyring with the pinned key only
+  local dir=$1 src=/usr/share/keyrings/ubuntu-archive-keyring.gpg
+  if [ ! -f "$src" ]; then
+    curl -fsS -m 120 -o "$dir/ubuntu-keyring.deb" "$UBUNTU_MIRROR/$UBUNTU_KEYRING_DEB" ||
+      fail "cannot fetch $UBUNTU_MIRROR/$UBUNTU_KEYRING_DEB"
+    dpkg-deb --fsys-tarfile "$dir/ubuntu-keyring.deb" |
+      tar -xOf - ./usr/share/keyrings/ubuntu-archive-keyring.gpg >"$dir/ubuntu-keyring.gpg"
+    src=$dir/ubuntu-keyring.gpg
+  fi
+  mkdir -m 700 "$dir/gnupg"
+  GNUPGHOME=$dir/gnupg gpg --batch --quiet --no-default-keyring --keyring "$src" \
+    --export "$UBUNTU_ARCHIVE_KEY" >"$dir/ubuntu-archive.gpg" 2>/dev/null || true
+  [ -s "$dir/ubuntu-archive.gpg" ] || fail "no key $UBUNTU_ARCHIVE_KEY in $src"
 }
 build_standin() {
-  local root t0
+  local root t0 script=/usr/share/debootstrap/scripts/noble
   t0=$(now_ms)
   root=$(mktemp -d "${TMPDIR:-/tmp}/gatekeeper-base.XXXXXX")
-  say "no registry: building the base stand-in $STANDIN (Debian trixie, python3 3.13) from $(debian_mirror)"
-  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    trixie "$root" "$(debian_mirror)" >"$root.log" 2>&1 || { tail -n 20 "$root.log" >&2; exit 1; }
+  say "no registry: building the base stand-in $STANDIN (Ubuntu noble, python3 3.12) from $UBUNTU_MIRROR"
+  mkdir "$root.keys"
+  ubuntu_keyring "$root.keys"
+  # Debian 12's debootstrap predates noble; every Ubuntu release since 7.10 uses the gutsy
+  # script (upstream debootstrap's noble is a link to it).
+  [ -e "$script" ] || script=/usr/share/debootstrap/scripts/gutsy
+  debootstrap --variant=minbase --components=main,universe \
+    --include=python3,python3-venv,ca-certificates --keyring "$root.keys/ubuntu-archive.gpg" \
+    noble "$root" "$UBUNTU_MIRROR" "$script" >"$root.log" 2>&1 || { tail -n 20 "$root.log" >&2; exit 1; }
+  grep -q "Valid Release signature (key id $UBUNTU_ARCHIVE_KEY)" "$root.log" ||
+    fail "debootstrap did not check noble's Release signature (log: $root.log)"
+  # The fixes released since noble (Python 3.12.3 with its security patches, OpenSSL, glibc...).
+  printf 'deb %s %s main universe\n' "$UBUNTU_MIRROR" noble "$UBUNTU_MIRROR" noble-updates \
+    "$UBUNTU_MIRROR" noble-security >"$root/etc/apt/sources.list"
+  chroot "$root" /usr/bin/env PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive sh -c 'apt-get -qq update &&
+      apt-get -qq -y --no-install-recommends dist-upgrade && apt-get clean' >>"$root.log" 2>&1 ||
+    { tail -n 20 "$root.log" >&2; fail "updating the stand-in (log: $root.log)"; }
   rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/* \
     "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
     "$root"/usr/share/locale/*
+  : >"$root/etc/resolv.conf"  # the host's, copied in by debootstrap; the engine mounts its own
+  : >"$root/etc/hostname"
   tar --numeric-owner -C "$root" -cf - . |
-    $engine import --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$STANDIN" >/dev/null 2>&1
-  rm -rf "$root" "$root.log"
+    $engine import --change 'ENV LANG=C.UTF-8' \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'CMD ["python3"]' - "$STANDIN" >/dev/null 2>&1
+  rm -rf "$root" "$root.keys" "$root.log"
   say "built $STANDIN in $(secs $(($(now_ms) - t0)))s: $(python_of "$STANDIN")"
 }
+want_python=""  # the Dockerfile's Python (X.Y), which the image must have
 if [ -z "${PYTHON_IMAGE:-}" ]; then
   PYTHON_IMAGE=$(sed -n 's/^ARG PYTHON_IMAGE=//p' Dockerfile)
+  want_python=$(sed -n 's/^python:\([0-9]*\.[0-9]*\)-.*/\1/p' <<<"$PYTHON_IMAGE")
   if ! exists "$PYTHON_IMAGE" && ! exists "docker.io/library/$PYTHON_IMAGE"; then
     if timeout 60 "$engine" pull -q "docker.io/library/$PYTHON_IMAGE" >/dev/null 2>&1; then
       PYTHON_IMAGE=docker.io/library/$PYTHON_IMAGE
@@ -109,6 +148,9 @@ if [ "$engine" = podman ]; then
   ca=/etc/ssl/certs/ca-certificates.crt
   [ -f "$ca" ] && build_args+=(-v "$ca:$ca:ro")
 fi
+# What the image's gatekeeper must be (checked in 6), taken as the build takes its context.
+py_sums='LC_ALL=C find gatekeeper -name "*.py" -not -path "*/__pycache__/*" | LC_ALL=C sort | xargs sha256sum'
+in_tree=$(sh -c "$py_sums")
 say "building $IMAGE on $PYTHON_IMAGE"
 start=$(now_ms)
 $engine build "${build_args[@]}" . >"${TMPDIR:-/tmp}/gatekeeper-image-build.log" 2>&1 || {
@@ -167,7 +209,11 @@ wait_http "http://127.0.0.1:$origin_port/" || fail "the throwaway origin did not
 secrets=(-e "WAITINGROOM_GATE_COOKIE_KEYS=$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
   -e "WAITINGROOM_GATE_PROOF_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')")
 
-say "python in the image: $(python_of "$IMAGE")"
+image_python=$(python_of "$IMAGE")
+say "python in the image: $image_python"
+if [ -n "$want_python" ] && [[ "$image_python" != "Python $want_python."* ]]; then
+  fail "the image has $image_python, the Dockerfile's base Python $want_python"
+fi
 
 # 1. The image's own default, used when nothing is mounted: 0.0.0.0:8080.
 out=$($engine run --rm --network none --entrypoint gatekeeper "$IMAGE" check-config 2>&1)
@@ -244,5 +290,15 @@ $engine run -d --name gk-check-idle --network none --read-only --cap-drop ALL --
   "$IMAGE" 60 2>&1 >/dev/null | grep -v systemd >&2 || true
 healthy gk-check-idle && fail "HEALTHCHECK passes with no gatekeeper running"
 say "ok: the HEALTHCHECK command fails when nothing serves"
+
+# 6. The image holds this tree's gatekeeper, not a stale build's (every .py file, by sha256).
+site=$($engine run --rm --network none --entrypoint python3 "$IMAGE" -c \
+  'import gatekeeper, os; print(os.path.dirname(os.path.dirname(gatekeeper.__file__)))' 2>&1 | grep -v systemd)
+in_image=$($engine run --rm --network none --entrypoint sh -w "$site" "$IMAGE" -c "$py_sums" 2>&1 | grep -v systemd)
+[ "$in_image" = "$in_tree" ] || {
+  diff <(echo "$in_tree") <(echo "$in_image") | head -n 10 >&2
+  fail "the image's gatekeeper is not this tree's (a stale layer cache, or edited during the build?)"
+}
+say "ok: the image's gatekeeper is this tree's ($(wc -l <<<"$in_tree") .py files, same sha256)"
 
 say "all checks passed: $IMAGE, $size_mb MB, built in ${build_s}s on $PYTHON_IMAGE"

@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -79,3 +80,21 @@ def test_the_image_sets_no_server_address_in_its_environment() -> None:
     assert env_lines
     assert not [line for line in env_lines if "WAITINGROOM_SERVER" in line]
     assert "--require-hashes" in dockerfile and "--no-index" in dockerfile
+
+
+def test_the_image_python_is_a_declared_one() -> None:
+    # The image's Python (its base, python:X.Y-slim) is one the package says it supports.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    match = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim$", dockerfile, re.M)
+    assert match, "Dockerfile: ARG PYTHON_IMAGE=python:X.Y-slim"
+    python = match.group(1)
+    assert f"Programming Language :: Python :: {python}" in PYPROJECT["project"]["classifiers"]
+    assert Version(python) in SpecifierSet(PYPROJECT["project"]["requires-python"])
+
+
+def test_the_image_install_is_rebuilt_when_a_wheel_changes() -> None:
+    # podman/buildah reuse a `RUN --mount=...,from=wheels` layer after the wheels changed; the
+    # wheels' sums, copied first, change its parent layer so that it is rebuilt.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copy = dockerfile.index("COPY --from=wheels /wheels.sha256")
+    assert copy < dockerfile.index("RUN --mount=type=bind,from=wheels")
