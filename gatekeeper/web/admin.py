@@ -8,7 +8,7 @@ import logging
 import math
 from typing import Any
 
-from gatekeeper.asgi import Receive, Scope, Send, header, send_error, send_json
+from gatekeeper.asgi import Receive, Scope, Send, header, send_bytes, send_error, send_json
 from gatekeeper.config.settings import Settings
 from gatekeeper.core.rooms import MAX_SESSION_FIELD, Rooms
 from gatekeeper.errors import StoreError, StoreFull
@@ -23,31 +23,32 @@ from gatekeeper.store.base import (
     Mode,
     Store,
 )
+from gatekeeper.web.admin_routes import (
+    LIMIT,
+    MODE_ACTIONS,
+    OFFSET,
+    RATE_MS,
+    ROOM_NUMBERS,
+    TABLE,
+    action_id,
+)
 from gatekeeper.web.events import EventProblem, Events, parse_schedule
 from gatekeeper.web.json_body import read_object
+from gatekeeper.web.openapi import Handler, Query, Router, encoded
 
-# JSON field → (store control field, bounds) of the live room settings.
 log = logging.getLogger("gatekeeper.web.admin")
 
-_FIELDS = {
-    "capacity": (Control.CAPACITY, 1, 10_000_000),
-    "batchSize": (Control.BATCH_SIZE, 1, 100_000),
-    "newVisitorsPerMinute": (Control.PER_MINUTE, 0, 100_000_000),
-    "maxSessionSeconds": (MAX_SESSION_FIELD, 0, 30 * 86_400),
-}
-_MODE_ACTIONS = {
-    "pause": Mode.PAUSED,
-    "resume": Mode.OPEN,
-    "queue-all": Mode.QUEUE_ALL,
-    "passthrough": Mode.PASSTHROUGH,
-    # Sold out: joins refused, waiters sent away; `reopen` is `resume` under the name that
-    # undoes a close (the mode is one field: any mode action replaces `closed`).
-    "close": Mode.CLOSED,
-    "reopen": Mode.OPEN,
+# JSON field → store control field of a room's live numbers (bounds: admin_routes).
+_CONTROLS = {
+    "capacity": Control.CAPACITY,
+    "batchSize": Control.BATCH_SIZE,
+    "newVisitorsPerMinute": Control.PER_MINUTE,
+    "maxSessionSeconds": MAX_SESSION_FIELD,
 }
 _MAX_BODY = 4096
 _MODES = frozenset(m.value for m in Mode)
 _SHOWN_KEY = 64  # an unknown field is echoed back in the error, cut to this many characters
+_NO_CONTENT = {"type": "http.response.start", "status": 204, "headers": []}
 
 
 class AdminAPI:
@@ -63,6 +64,8 @@ class AdminAPI:
         token = settings.admin_token
         self._token = f"Bearer {token}".encode() if token else None
         self._events = events
+        self._router = Router(TABLE, self._handlers())
+        self._spec: bytes | None = None
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the admin API."""
@@ -77,102 +80,130 @@ class AdminAPI:
                 send, 401, "unauthorized", "bearer token required",
                 [(b"www-authenticate", b'Bearer realm="gatekeeper"')],
             )  # fmt: skip
+        found = self._router.match(scope["path"][len(self.prefix) :])
+        if found is None:
+            return await send_error(send, 404, "not_found", "no such endpoint")
+        route, param = found
+        handler = route.handlers.get(scope["method"])
+        if handler is None:
+            allow = [(b"allow", route.allow)]
+            return await send_error(send, 405, "method_not_allowed", "method not allowed", allow)
         try:
-            await self._route(scope, receive, send)
+            await handler(scope, receive, send, param)
         except StoreError as exc:
             await send_error(send, 503, "store_unavailable", str(exc), [(b"retry-after", b"2")])
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"][len(self.prefix) :]
-        method: str = scope["method"]
-        actor = _actor(scope)
-        if path == "/rooms" and method == "GET":
-            names = sorted(set(await self.store.rooms()) | self.rooms.configured)
-            return await send_json(send, 200, {"rooms": [await self._view(r) for r in names]})
-        if path.startswith("/rooms/") and path.endswith(("/event", "/draw")):
-            return await self._event(scope, receive, send, path[len("/rooms/") :], actor)
-        if path.startswith("/rooms/"):
-            room, _, action = path[len("/rooms/") :].partition(":")
+    def _handlers(self) -> dict[str, Handler]:
+        """The handler of each operation of `admin_routes.TABLE` (a room's check its name)."""
+        room = self._in_room
+        found: dict[str, Handler] = {
+            "listRooms": self._list,
+            "getRoom": room(self._get),
+            "patchRoom": room(self._patch),
+            "putEvent": room(self._put_event),
+            "getEvent": room(self._get_event),
+            "deleteEvent": room(self._delete_event),
+            "getDraw": room(self._draw),
+            "getSettings": self._get_settings,
+            "patchSettings": self._patch_settings,
+            "revokeSession": self._revoke,
+            "getAudit": self._audit_log,
+            "getOpenAPI": self._openapi,
+        }
+        for action, mode in MODE_ACTIONS.items():
+            found[action_id(action)] = room(self._set_mode(mode))
+        return found
+
+    def _in_room(self, handler: Handler) -> Handler:
+        async def checked(scope: Scope, receive: Receive, send: Send, room: str) -> None:
             if not ROOM_ID.fullmatch(room):
                 return await send_error(send, 404, "not_found", "no such room")
-            if not action and method == "GET":
-                return await send_json(send, 200, await self._view(room))
-            if not action and method == "PATCH":
-                return await self._patch(scope, receive, send, room, actor)
-            if action in _MODE_ACTIONS and method == "POST":
-                mode = _MODE_ACTIONS[action]
-                await self._change(room, {Control.MODE: None if mode is Mode.OPEN else mode}, actor)
-                return await send_json(send, 200, await self._view(room))
-        if path == "/settings" and method == "GET":
-            return await send_json(send, 200, await self._settings())
-        if path == "/settings" and method == "PATCH":
-            body = await self._body(scope, receive, send)
-            if body is None:
-                return
-            rate = body.get("rateMs", ...)
-            if rate is not None and rate is not ... and not _int_in(rate, 10, 60_000):
-                return await send_error(send, 400, "bad_request", "rateMs: 10..60000 or null")
-            if rate is not ...:
-                await self.store.set_rate_ms(rate)
-                await self._audit({"action": "settings", "detail": _dump(body), **actor})
-            return await send_json(send, 200, await self._settings())
-        if path.startswith("/sessions/") and path.endswith(":revoke") and method == "POST":
-            session_id = path[len("/sessions/") : -len(":revoke")]
-            owner = room_of(session_id)
-            if owner is None or not await self.store.leave(
-                session_id, self.rooms.policy(owner), revoke=True
-            ):
-                return await send_error(send, 404, "not_found", "unknown session")
-            self.metrics.leaves.labels(owner, "revoke").inc()
-            self.metrics.session_ended(owner, EndReason.REVOKED)
-            await self._audit({"action": "revoke", "room": owner, "session": session_id, **actor})
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            return await send({"type": "http.response.body", "body": b""})
-        if path == "/audit" and method == "GET":
-            limit = _query_int(scope, b"limit", 100, 1, 1000)
-            return await send_json(send, 200, {"entries": await self.store.audit_log(limit)})
-        await send_error(send, 404, "not_found", "no such endpoint or method")
+            await handler(scope, receive, send, room)
 
-    async def _event(
-        self, scope: Scope, receive: Receive, send: Send, target: str, actor: dict[str, str]
-    ) -> None:
-        """`/rooms/{room}/event` (PUT, GET, DELETE) and `/rooms/{room}/draw` (GET)."""
-        room, _, what = target.rpartition("/")
-        method: str = scope["method"]
-        if not ROOM_ID.fullmatch(room):
-            return await send_error(send, 404, "not_found", "no such room")
-        if what == "draw" and method == "GET":
-            offset = _query_int(scope, b"offset", 0, 0, 100_000_000)
-            page = await self._events.draw(room, offset, _query_int(scope, b"limit", 100, 1, 1000))
-            if page is None:
-                return await send_error(send, 404, "not_found", "the room has no event")
-            return await send_json(send, 200, page)
-        if what != "event":
-            return await send_error(send, 404, "not_found", "no such endpoint or method")
-        if method == "PUT":
-            body = await self._body(scope, receive, send)
-            if body is None:
-                return
-            try:
-                await self._events.schedule(room, parse_schedule(body))
-            except EventProblem as problem:
-                return await send_error(send, problem.status, problem.code, str(problem))
-            await self._audit({"action": "event", "room": room, "detail": _dump(body), **actor})
-        elif method == "DELETE":
-            await self._events.remove(room)
-            await self._audit({"action": "event-removed", "room": room, **actor})
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            return await send({"type": "http.response.body", "body": b""})
-        elif method != "GET":
-            return await send_error(send, 405, "method_not_allowed", "GET, PUT or DELETE")
+        return checked
+
+    async def _list(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        names = sorted(set(await self.store.rooms()) | self.rooms.configured)
+        await send_json(send, 200, {"rooms": [await self._view(r) for r in names]})
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        await send_json(send, 200, await self._view(room))
+
+    def _set_mode(self, mode: Mode) -> Handler:
+        change: dict[str, str | None] = {Control.MODE: None if mode is Mode.OPEN else mode}
+
+        async def set_mode(scope: Scope, receive: Receive, send: Send, room: str) -> None:
+            await self._change(room, dict(change), _actor(scope))
+            await send_json(send, 200, await self._view(room))
+
+        return set_mode
+
+    async def _get_settings(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        await send_json(send, 200, await self._settings())
+
+    async def _patch_settings(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        rate = body.get("rateMs", ...)
+        lo, hi = RATE_MS
+        if rate is not None and rate is not ... and not _int_in(rate, lo, hi):
+            return await send_error(send, 400, "bad_request", f"rateMs: {lo}..{hi} or null")
+        if rate is not ...:
+            await self.store.set_rate_ms(rate)
+            await self._audit({"action": "settings", "detail": _dump(body), **_actor(scope)})
+        await send_json(send, 200, await self._settings())
+
+    async def _revoke(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
+        owner = room_of(session_id)
+        if owner is None or not await self.store.leave(
+            session_id, self.rooms.policy(owner), revoke=True
+        ):
+            return await send_error(send, 404, "not_found", "unknown session")
+        self.metrics.leaves.labels(owner, "revoke").inc()
+        self.metrics.session_ended(owner, EndReason.REVOKED)
+        actor = _actor(scope)
+        await self._audit({"action": "revoke", "room": owner, "session": session_id, **actor})
+        await _no_content(send)
+
+    async def _audit_log(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        limit = _query(scope, LIMIT)
+        await send_json(send, 200, {"entries": await self.store.audit_log(limit)})
+
+    async def _draw(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        page = await self._events.draw(room, _query(scope, OFFSET), _query(scope, LIMIT))
+        if page is None:
+            return await send_error(send, 404, "not_found", "the room has no event")
+        await send_json(send, 200, page)
+
+    async def _put_event(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        try:
+            await self._events.schedule(room, parse_schedule(body))
+        except EventProblem as problem:
+            return await send_error(send, problem.status, problem.code, str(problem))
+        await self._audit({"action": "event", "room": room, "detail": _dump(body), **_actor(scope)})
+        await self._get_event(scope, receive, send, room)
+
+    async def _get_event(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
         view = await self._events.public(room)
         if view is None:
             return await send_error(send, 404, "not_found", "the room has no event")
         await send_json(send, 200, view)
 
-    async def _patch(
-        self, scope: Scope, receive: Receive, send: Send, room: str, actor: dict[str, str]
-    ) -> None:
+    async def _delete_event(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
+        await self._events.remove(room)
+        await self._audit({"action": "event-removed", "room": room, **_actor(scope)})
+        await _no_content(send)
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        if self._spec is None:
+            self._spec = encoded(TABLE, self.prefix)
+        await send_bytes(send, 200, self._spec, b"application/json")
+
+    async def _patch(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
         body = await self._body(scope, receive, send)
         if body is None:
             return
@@ -189,8 +220,8 @@ class AdminAPI:
                     return await send_error(send, 400, "bad_request", problem)
                 # Empty (or blank) clears it, as null does.
                 changes[MESSAGE_FIELD] = (value or "").strip() or None
-            elif key in _FIELDS:
-                field, lo, hi = _FIELDS[key]
+            elif key in _CONTROLS:
+                field, (lo, hi) = _CONTROLS[key], ROOM_NUMBERS[key]
                 if value is not None and not _int_in(value, lo, hi):
                     return await send_error(
                         send, 400, "bad_request", f"{key}: an integer {lo}..{hi}, or null"
@@ -199,7 +230,7 @@ class AdminAPI:
             else:
                 shown = key if len(key) <= _SHOWN_KEY else key[:_SHOWN_KEY] + "…"
                 return await send_error(send, 400, "bad_request", f"unknown field {shown!r}")
-        await self._change(room, changes, actor)
+        await self._change(room, changes, _actor(scope))
         await send_json(send, 200, await self._view(room))
 
     async def _change(
@@ -249,6 +280,11 @@ class AdminAPI:
         return {"rateMs": await self.store.rate_ms()}
 
 
+async def _no_content(send: Send) -> None:
+    await send(dict(_NO_CONTENT))
+    await send({"type": "http.response.body", "body": b""})
+
+
 def _actor(scope: Scope) -> dict[str, str]:
     client = scope.get("client")
     return {"actor": f"admin@{client[0]}" if client else "admin"}
@@ -262,7 +298,10 @@ def _int_in(value: object, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
 
 
-def _query_int(scope: Scope, name: bytes, default: int, lo: int, hi: int) -> int:
+def _query(scope: Scope, query: Query) -> int:
+    """An integer query parameter, clamped to its schema's bounds (its default when absent)."""
+    name, schema = query.name.encode(), query.schema
+    lo, hi = int(schema["minimum"]), int(schema["maximum"])
     for pair in bytes(scope.get("query_string", b"")).split(b"&"):
         key, _, value = pair.partition(b"=")
         if key == name and value.isdigit():  # ASCII digits only: bytes.isdigit
@@ -270,4 +309,4 @@ def _query_int(scope: Scope, name: bytes, default: int, lo: int, hi: int) -> int
             if len(digits) > len(str(hi)):  # no int() of a 5,000-digit string: it is above hi
                 return hi
             return max(lo, min(hi, int(digits)))
-    return default
+    return int(schema["default"])

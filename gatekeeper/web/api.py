@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from gatekeeper.asgi import Receive, Scope, Send, send_error, send_json
+from gatekeeper.asgi import Receive, Scope, Send, send_bytes, send_error, send_json
 from gatekeeper.clients import ClientAddresses
 from gatekeeper.config import Settings
 from gatekeeper.core.invitations import Invitations
@@ -16,13 +16,14 @@ from gatekeeper.errors import JoinRefused, Refusal, StoreError, StoreFull
 from gatekeeper.ids import ROOM_ID, new_session_id, room_of
 from gatekeeper.metrics import Metrics
 from gatekeeper.store.base import QUEUE_FULL_RETRY_S, EndReason, Entry, Status, Store, Ticket
+from gatekeeper.web.api_routes import MAX_EVENT_ID, TABLE
 from gatekeeper.web.events import Events
 from gatekeeper.web.json_body import read_object
+from gatekeeper.web.openapi import Router, encoded
 
 log = logging.getLogger("gatekeeper.web.api")
 
 MAX_USER_ID = MAX_USER_ID_CHARS
-LEAVE_SUFFIX = ":leave"
 RETRY_AFTER = (b"retry-after", b"2")
 _REFUSED = {
     Refusal.RATE_LIMITED: "too many joins from your network; try again after Retry-After",
@@ -47,7 +48,8 @@ def session_url(prefix: str, session_id: str) -> str:
 
 
 class WaitingRoomAPI:
-    """ASGI app for `POST /sessions`, `GET /sessions/{id}`, `POST /sessions/{id}:leave`.
+    """ASGI app for `POST /sessions`, `GET /sessions/{id}`, `POST /sessions/{id}:leave`, the
+    public event and the OpenAPI document: the operations of `api_routes.TABLE`.
 
     Mounted under `settings.api.prefix`; it sees the full path and strips the prefix itself.
     """
@@ -70,6 +72,12 @@ class WaitingRoomAPI:
         self._keys: dict[str, str] | None = None if settings.proxy.trusted_proxies else {}
         self._events = events or Events(store, rooms)
         self._invitations = Invitations(settings, rooms.clock)
+        self._router = Router(
+            TABLE,
+            {"joinSession": self._join, "pollSession": self._poll, "leaveSession": self._leave,
+             "getEvent": self._event, "getOpenAPI": self._openapi},
+        )  # fmt: skip
+        self._spec: bytes | None = None
 
     def handles(self, path: str) -> bool:
         """True when `path` belongs to the API."""
@@ -84,27 +92,15 @@ class WaitingRoomAPI:
         return self.rooms.status_body(ticket)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"][len(self.prefix) :]
-        method: str = scope["method"]
+        found = self._router.match(scope["path"][len(self.prefix) :])
         try:
-            if path == "/sessions":
-                if method != "POST":
-                    return await _not_allowed(send, b"POST")
-                return await self._join(scope, receive, send)
-            if path.startswith("/events/"):
-                if method not in ("GET", "HEAD"):
-                    return await _not_allowed(send, b"GET, HEAD")
-                return await self._event(path[len("/events/") :], send)
-            if path.startswith("/sessions/"):
-                target = path[len("/sessions/") :]
-                if target.endswith(LEAVE_SUFFIX):
-                    if method != "POST":
-                        return await _not_allowed(send, b"POST")
-                    return await self._leave(target[: -len(LEAVE_SUFFIX)], send)
-                if method not in ("GET", "HEAD"):
-                    return await _not_allowed(send, b"GET, HEAD")
-                return await self._poll(target, send)
-            await send_error(send, 404, "not_found", "no such endpoint")
+            if found is None:
+                return await send_error(send, 404, "not_found", "no such endpoint")
+            route, param = found
+            handler = route.handlers.get(scope["method"])
+            if handler is None:
+                return await _not_allowed(send, route.allow)
+            await handler(scope, receive, send, param)
         except JoinRefused as refused:
             await _refuse(send, refused)
         except StoreFull as exc:
@@ -117,7 +113,7 @@ class WaitingRoomAPI:
             log.warning("store unavailable: %s", exc)
             await send_error(send, 503, "store_unavailable", "try again shortly", [RETRY_AFTER])
 
-    async def _join(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _join(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
         data = await read_object(scope, receive, send, self._max_body)
         if data is None:
             return  # answered already (400/413), or the client has gone
@@ -143,14 +139,14 @@ class WaitingRoomAPI:
         location = self.session_url(ticket.session_id).encode()
         await send_json(send, 202, self.body(ticket), [(b"location", location)])
 
-    async def _event(self, room: str, send: Send) -> None:
+    async def _event(self, scope: Scope, receive: Receive, send: Send, room: str) -> None:
         """A room's on-sale event, as anyone may audit it (docs/onsale.md)."""
         view = await self._events.public(room) if ROOM_ID.fullmatch(room) else None
         if view is None:
             return await send_error(send, 404, "not_found", "no event in this room")
         await send_json(send, 200, view)
 
-    async def _poll(self, session_id: str, send: Send) -> None:
+    async def _poll(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
         room = room_of(session_id)
         ticket = None
         if room is not None:
@@ -160,7 +156,7 @@ class WaitingRoomAPI:
         self.metrics.polled(ticket)
         await send_json(send, 200, self.body(ticket))
 
-    async def _leave(self, session_id: str, send: Send) -> None:
+    async def _leave(self, scope: Scope, receive: Receive, send: Send, session_id: str) -> None:
         room = room_of(session_id)
         if room is None or not await self.store.leave(session_id, self.rooms.policy(room)):
             return await send_error(send, 404, "not_found", "unknown session")
@@ -168,6 +164,11 @@ class WaitingRoomAPI:
         self.metrics.session_ended(room, EndReason.LEFT)
         await send(dict(_NO_CONTENT))
         await send({"type": "http.response.body", "body": b""})
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send, _: str) -> None:
+        if self._spec is None:
+            self._spec = encoded(TABLE, self.prefix)
+        await send_bytes(send, 200, self._spec, b"application/json")
 
     def _client_key(self, scope: Scope) -> str:
         """The key join limits count the client by; remembered per peer address when no proxy
@@ -194,8 +195,8 @@ def _parse_join(data: dict[str, Any]) -> tuple[str | None, str, str | None]:
         return None, "", "eventId must be a string"
     if user_id is not None and not isinstance(user_id, str):
         return None, "", "userId must be a string"
-    if event_id is not None and len(event_id) > 64:
-        return None, "", "eventId is too long (64 characters at most)"
+    if event_id is not None and len(event_id) > MAX_EVENT_ID:
+        return None, "", f"eventId is too long ({MAX_EVENT_ID} characters at most)"
     if user_id is not None and len(user_id) > MAX_USER_ID:
         return None, "", f"userId is too long ({MAX_USER_ID} characters at most)"
     return event_id, user_id or "", None
@@ -208,4 +209,5 @@ async def _refuse(send: Send, refused: JoinRefused) -> None:
 
 
 async def _not_allowed(send: Send, allow: bytes) -> None:
+    """405 with the methods the path takes (the route table's)."""
     await send_error(send, 405, "method_not_allowed", "method not allowed", [(b"allow", allow)])
