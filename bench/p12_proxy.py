@@ -93,7 +93,7 @@ def run(ctx: Context, selected: set[str]) -> list[Row]:
                 f"{on_us:.0f} / {off_us:.0f} µs (the gate adds {on_us - off_us:.0f} µs)")
         )  # fmt: skip
     if "P2" in selected:
-        rows.append(ratio_row("P2", "gated proxy / nginx proxy", g, series["nginx"].rps, 0.40))
+        rows.append(ratio_row("P2", "gated proxy / nginx proxy", g, series["nginx"].rps, 0.60))
         rows.append(ratio_row("P2", "gated proxy / origin direct", g, series["origin"].rps, None))
         rows.append(
             ratio_row("P2", "nginx proxy / origin direct", series["nginx"].rps,
