@@ -28,6 +28,8 @@ class Invitations:
             for room, o in settings.rooms.overrides.items()
             if o.require_enqueue_token is not None
         }
+        self.active = bool(self._keys) or self._default or any(self._rooms.values())
+        """Whether tokens mean anything here; when not, nobody needs to look for one."""
 
     def required(self, room: str) -> bool:
         """Whether a join of `room` needs a valid token."""

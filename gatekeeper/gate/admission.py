@@ -254,7 +254,9 @@ class Admission:
             # A cookie back for a session the store does not know (the first answer to a lazy
             # join, or one past its retention) joins with that session: this browser keeps
             # cookies. Without a cookie the join is lazy.
-            claim = self.invitations.check(room, token_of(scope)[0])
+            claim = None
+            if self.invitations.active:
+                claim = self.invitations.check(room, token_of(scope)[0])
             if isinstance(claim, TokenProblem):
                 return Decision(Verdict.DENIED, problem=claim)
             back = visitor is not None and ticket is None

@@ -55,6 +55,8 @@ class Gate:
         self._endpoints = parts.endpoints
         self._metrics = parts.metrics
         self._own = parts.endpoints.prefixes
+        # Without enqueue tokens a `gk-enqueue` parameter is the site's own: no need to look.
+        self._links = parts.admission.invitations.active
         self._auth_path = parts.endpoints.own + "/auth"
 
     async def __aenter__(self) -> Self:
@@ -85,7 +87,7 @@ class Gate:
         if room is None:
             self._metrics.decision(_BYPASS)
             return await self._forwarding.bypass(scope, receive, send)
-        if kind == "http" and not carries_token(scope):
+        if kind == "http" and not (self._links and carries_token(scope)):
             admitted = self.admission.quick_pass(room, scope)
             if admitted is not None:
                 self._metrics.decision(_PASS)
@@ -106,7 +108,7 @@ class Gate:
         # A WebSocket never joins: only a visitor admitted already (by a page) opens one.
         d = await self.admission.decide(room, scope, join=http)
         self._metrics.decision(_WAITING if d.verdict is _ABSENT else d.verdict)
-        if d.verdict in CLEANED and http and carries_token(scope):
+        if self._links and d.verdict in CLEANED and http and carries_token(scope):
             return await redirect_without_token(scope, send, d.cookie)
         if d.verdict in LET_THROUGH:
             if d.verdict is Verdict.PASS and d.cookie is None:
