@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import os
 import shutil
 import subprocess
@@ -13,12 +15,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-from gatekeeper.asgi import ASGIApp
+from gatekeeper.asgi import ASGIApp, Receive, Scope, Send
+from gatekeeper.gate.proof import verify_proof
 from tests.redis_server import free_port
 
 try:
@@ -250,11 +254,16 @@ class PageRecord:  # no slots: Playwright stores a wrapper on the owner of a bou
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp, start_timeout_s: float = 10.0) -> Iterator[str]:
+def serve_in_thread(
+    app: ASGIApp, start_timeout_s: float = 10.0, lifespan: str = "on"
+) -> Iterator[str]:
     """`app` under uvicorn on a free port of 127.0.0.1, in a thread with its own event loop and
-    the ASGI lifespan (a WaitingRoom starts its store and grant loop); yields the base URL."""
+    the ASGI lifespan (a WaitingRoom starts its store and grant loop; "off" for a plain app);
+    yields the base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -285,3 +294,47 @@ async def axe_violations(
         for v in results["violations"]
         if v.get("impact") in impacts
     ]
+
+
+PROOF = "p" * 32
+"""The proof secret the browser tests' gatekeepers share with their `Shop`."""
+
+
+class Shop:
+    """The origin: answers every page with its title and what it received, and records it."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
+        seen = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "body": body.decode(),
+            "headers": headers,
+        }
+        self.seen.append(seen)
+        echo = html.escape(json.dumps(seen))
+        page = f'<!doctype html><h1 id="site-title">Shop</h1><pre id="echo">{echo}</pre>'
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/html; charset=utf-8")],
+            }
+        )
+        await send({"type": "http.response.body", "body": page.encode()})
+
+    def session(self, seen: dict[str, Any]) -> str | None:
+        proof = seen["headers"]["x-gatekeeper-proof"]
+        return verify_proof(PROOF.encode(), proof, now_s=int(time.time()))

@@ -7,9 +7,6 @@ http://localhost: another site, so Chromium withholds the `SameSite=Lax` cookie 
 from __future__ import annotations
 
 import html
-import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,13 +14,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-import uvicorn
 
 from gatekeeper.asgi import ASGIApp, Receive, Scope, Send
-from gatekeeper.gate.proof import verify_proof
-from tests.browser_helpers import launch_chromium
+from tests.browser_helpers import PROOF, Shop, launch_chromium, serve_in_thread
 from tests.processes import gatekeeper_process
-from tests.redis_server import free_port
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, Request, expect
@@ -33,7 +27,6 @@ except ImportError:  # pragma: no cover - launch_chromium() fails the test with 
 pytestmark = pytest.mark.browser
 
 STEP_TIMEOUT_MS = 15_000
-PROOF = "p" * 32
 COOKIE = "gk_session"
 RETURN = "/pay/return"
 # What a 3-D Secure ACS posts back, with characters a re-post must keep as they are.
@@ -44,47 +37,9 @@ FIELDS = [
 ]
 
 
-class Shop:
-    """The origin: answers every page with its title and what it received, and records it."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
-        seen = {
-            "method": scope["method"],
-            "path": scope["path"],
-            "query": scope["query_string"].decode(),
-            "body": body.decode(),
-            "headers": headers,
-        }
-        self.seen.append(seen)
-        echo = html.escape(json.dumps(seen))
-        page = f'<!doctype html><h1 id="site-title">Shop</h1><pre id="echo">{echo}</pre>'
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/html; charset=utf-8")],
-            }
-        )
-        await send({"type": "http.response.body", "body": page.encode()})
-
-    def returns(self) -> list[dict[str, Any]]:
-        return [s for s in self.seen if s["path"] == RETURN]
-
-    def session(self, seen: dict[str, Any]) -> str | None:
-        proof = seen["headers"]["x-gatekeeper-proof"]
-        return verify_proof(PROOF.encode(), proof, now_s=int(time.time()))
+def returns(shop: Shop) -> list[dict[str, Any]]:
+    """What reached the shop at the return path."""
+    return [s for s in shop.seen if s["path"] == RETURN]
 
 
 def provider(gate_url: str) -> ASGIApp:
@@ -109,26 +64,6 @@ def provider(gate_url: str) -> ASGIApp:
 
 
 @contextmanager
-def serve(app: ASGIApp) -> Iterator[int]:
-    """`app` on a free port of 127.0.0.1 (uvicorn in a thread), stopped afterwards."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail(f"uvicorn did not start on port {port}")
-        time.sleep(0.02)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@contextmanager
 def sites(tmp_path: Path, return_paths: str) -> Iterator[tuple[Shop, str, str]]:
     """The shop behind a real gate (capacity 1) on 127.0.0.1, the provider on localhost."""
     shop = Shop()
@@ -139,12 +74,15 @@ def sites(tmp_path: Path, return_paths: str) -> Iterator[tuple[Shop, str, str]]:
         "WAITINGROOM_GATE_PROOF_SECRET": PROOF,
         "WAITINGROOM_GATE_RETURN_PATHS": return_paths,
     }
-    with serve(shop) as shop_port:
-        args = ["--origin", f"http://127.0.0.1:{shop_port}"]
+    with serve_in_thread(shop, lifespan="off") as shop_url:
         log = tmp_path / "gatekeeper.log"
-        with gatekeeper_process(args, env, log, ready="/_gatekeeper/readyz") as (gate, _):
-            with serve(provider(gate)) as provider_port:
-                yield shop, gate, f"http://localhost:{provider_port}"
+        with gatekeeper_process(["--origin", shop_url], env, log, ready="/_gatekeeper/readyz") as (
+            gate,
+            _,
+        ):
+            with serve_in_thread(provider(gate), lifespan="off") as bank:
+                # localhost, not 127.0.0.1: another site, whose POST carries no Lax cookie.
+                yield shop, gate, bank.replace("127.0.0.1", "localhost")
 
 
 @pytest.fixture
@@ -210,7 +148,7 @@ async def test_without_return_paths_the_buyer_comes_back_as_a_stranger(
         await expect(page.locator("#gk-room")).to_be_visible()
         assert len(sent) == 1 and f"{COOKIE}=" not in sent[0]
         assert await our_cookie(page.context) != before
-        assert shop.returns() == []
+        assert returns(shop) == []
         await page.context.close()
 
 
@@ -227,7 +165,7 @@ async def test_with_a_return_path_the_buyer_comes_back_with_their_place(
         await expect(page.locator("#site-title")).to_be_visible()
         assert len(sent) == 2
         assert f"{COOKIE}=" not in sent[0] and f"{COOKIE}={before}" in sent[1]
-        [arrived] = shop.returns()
+        [arrived] = returns(shop)
         assert arrived["method"] == "POST" and arrived["query"] == "order=7"
         assert parse_qsl(arrived["body"], keep_blank_values=True) == FIELDS
         assert shop.session(arrived) == sid  # the place the buyer held
@@ -246,7 +184,7 @@ async def test_without_javascript_the_buyer_continues_by_the_button(
         await page.click("#pay")
         await page.get_by_role("button", name="Continue").click()
         await expect(page.locator("#site-title")).to_be_visible()
-        [arrived] = shop.returns()
+        [arrived] = returns(shop)
         assert parse_qsl(arrived["body"], keep_blank_values=True) == FIELDS
         assert shop.session(arrived) == sid
         await page.context.close()

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.enqueue import EnqueueClaim, mint_enqueue_token
-from tests.browser_helpers import launch_chromium
+from tests.browser_helpers import PROOF, Shop, launch_chromium, serve_in_thread
 from tests.processes import gatekeeper_process
-from tests.test_browser_edges import Shop, serve
 
 try:
     from playwright.async_api import Browser, BrowserContext, Page, expect
@@ -39,12 +38,12 @@ def site(tmp_path: Path) -> Iterator[tuple[Shop, str]]:
         "WAITINGROOM_PROCESSING_CAPACITY": "1",
         "WAITINGROOM_GATE_COOKIE_SECURE": "false",  # plain http in the test
         "WAITINGROOM_GATE_COOKIE_KEYS": "k" * 32,
-        "WAITINGROOM_GATE_PROOF_SECRET": "p" * 32,
+        "WAITINGROOM_GATE_PROOF_SECRET": PROOF,
         "WAITINGROOM_GATE_REQUIRE_ENQUEUE_TOKEN": "true",
         "WAITINGROOM_ENQUEUE_TOKEN_SECRET": SITE_KEY,
     }
-    with serve(shop) as port:
-        args = ["--origin", f"http://127.0.0.1:{port}"]
+    with serve_in_thread(shop, lifespan="off") as shop_url:
+        args = ["--origin", shop_url]
         with gatekeeper_process(args, env, tmp_path / "gk.log", ready="/_gatekeeper/readyz") as (
             gate,
             _,
