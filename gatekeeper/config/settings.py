@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TypeVar
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.ids import DEFAULT_ROOM
+
+T = TypeVar("T")
 
 
 class LogFormat(StrEnum):
@@ -175,6 +178,10 @@ class RoomsSettings:
     """Seconds after its last join an empty room is dropped from the store's room list."""
     max_unlisted: int = 1000
     """Most unlisted rooms in the room list; a new one beyond is refused (0: none at all)."""
+
+    def overridden(self, pick: Callable[[RoomOverride], T | None]) -> dict[str, T]:
+        """The rooms that set one override (`pick` reads it), each with its value."""
+        return {room: v for room, o in self.overrides.items() if (v := pick(o)) is not None}
 
 
 @dataclass(frozen=True, slots=True)

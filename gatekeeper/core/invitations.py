@@ -23,11 +23,7 @@ class Invitations:
         self._keys = settings.enqueue_token_keys
         self._clock = clock
         self._default = settings.gate.require_enqueue_token
-        self._rooms = {
-            room: o.require_enqueue_token
-            for room, o in settings.rooms.overrides.items()
-            if o.require_enqueue_token is not None
-        }
+        self._rooms = settings.rooms.overridden(lambda o: o.require_enqueue_token)
         self.active = bool(self._keys) or self._default or any(self._rooms.values())
         """Whether tokens mean anything here; when not, nobody needs to look for one."""
 

@@ -31,11 +31,7 @@ class Binding:
         self._codec = codec
         self._addresses = addresses
         self._default = settings.gate.bind_pass
-        self._rooms = {
-            room: o.bind_pass
-            for room, o in settings.rooms.overrides.items()
-            if o.bind_pass is not None
-        }
+        self._rooms = settings.rooms.overridden(lambda o: o.bind_pass)
         # Without trusted proxies the client's address is the peer's: its text keys the cache.
         self._direct = not settings.proxy.trusted_proxies
         self._cache: dict[tuple[str | Address | None, BindPass], tuple[str, ...]] = {}

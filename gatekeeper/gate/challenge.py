@@ -61,9 +61,7 @@ class Challenges:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings.gate.challenge
         self._secret = settings.challenge_secret
-        self._kinds = {
-            room: o.challenge for room, o in settings.rooms.overrides.items() if o.challenge
-        }
+        self._kinds = settings.rooms.overridden(lambda o: o.challenge)
         self._session: aiohttp.ClientSession | None = None
 
     def kind(self, room: str) -> ChallengeKind:
