@@ -11,26 +11,12 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.web.catalogues import load_catalogues
-from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
+from gatekeeper.web.pages import Notice, PageRenderer
+from tests.web.support import VIEW
 
 CATALOGUES = load_catalogues()
 TAGS = CATALOGUES.tags
 RTL = {"ar"}
-VIEW = WaitingView(
-    session_id="s3ss10n-id",
-    status="WAITING",
-    position=42,
-    estimated_wait_seconds=190,
-    poll_after_ms=2500,
-    status_url="/api/waiting-room/sessions/s3ss10n-id",
-    static_prefix="/_gatekeeper/static",
-    joined_position=120,
-)
-
-
-@pytest.fixture(scope="module")
-def renderer() -> PageRenderer:
-    return PageRenderer()
 
 
 def html_tag(tag: str) -> str:

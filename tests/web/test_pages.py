@@ -20,24 +20,9 @@ from gatekeeper.web.pages import (
     describe_wait,
     static_file,
 )
+from tests.web.support import VIEW
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "gatekeeper" / "web" / "static"
-
-VIEW = WaitingView(
-    session_id="s3ss10n-id",
-    status="WAITING",
-    position=42,
-    estimated_wait_seconds=190,
-    poll_after_ms=2500,
-    status_url="/api/waiting-room/sessions/s3ss10n-id",
-    static_prefix="/_gatekeeper/static",
-    joined_position=120,
-)
-
-
-@pytest.fixture(scope="module")
-def renderer() -> PageRenderer:
-    return PageRenderer()
 
 
 def render(renderer: PageRenderer, view: WaitingView = VIEW) -> str:
