@@ -49,6 +49,13 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def without_parameter(query: bytes, name: bytes) -> bytes:
+    """The query string with every `name` parameter removed, the others kept as they came."""
+    if name not in query:
+        return query
+    return b"&".join(p for p in query.split(b"&") if p.partition(b"=")[0] != name)
+
+
 def prefers_json(accept: bytes) -> bool:
     """Whether Accept ranks application/json above text/html: by q, then by position."""
     ranks: dict[bytes, tuple[float, int]] = {}

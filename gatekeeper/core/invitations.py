@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-from gatekeeper.asgi import Scope, header
+from gatekeeper.asgi import Scope, header, without_parameter
 from gatekeeper.clock import Clock
 from gatekeeper.config.settings import Settings
 from gatekeeper.enqueue import MAX_TOKEN_CHARS, EnqueueClaim, TokenProblem, verify_enqueue_token
@@ -59,8 +59,7 @@ def token_of(scope: Scope) -> tuple[str | None, bool]:
 
 def without_token(query: bytes) -> bytes:
     """The query string with every `gk-enqueue` parameter removed, the rest kept as it was."""
-    kept = [p for p in query.split(b"&") if p and p.partition(b"=")[0] != QUERY_PARAMETER]
-    return b"&".join(kept)
+    return without_parameter(query, QUERY_PARAMETER)
 
 
 def _text(raw: bytes) -> str:

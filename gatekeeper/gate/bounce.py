@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import parse_qsl, quote
 
-from gatekeeper.asgi import Message, Receive, Scope, Send, header, send_bytes
+from gatekeeper.asgi import Message, Receive, Scope, Send, header, send_bytes, without_parameter
 from gatekeeper.config.settings import GateSettings
 from gatekeeper.gate.cookies import read_cookie
 from gatekeeper.gate.paths import PathRules
@@ -67,9 +67,7 @@ def marked(query: bytes) -> bool:
 
 def unmark(query: bytes) -> bytes:
     """The query string without the bounce marker (the origin's own parameters unchanged)."""
-    if MARKER not in query:
-        return query
-    return b"&".join(p for p in query.split(b"&") if p.partition(b"=")[0] != MARKER)
+    return without_parameter(query, MARKER)
 
 
 def form_fields(body: bytes) -> list[tuple[str, str]] | None:
