@@ -56,7 +56,7 @@ from gatekeeper.store.base import (
     Ticket,
 )
 from gatekeeper.verdicts import Verdict
-from gatekeeper.web.pages import ChallengeView
+from gatekeeper.web.views import ChallengeView
 
 log = logging.getLogger("gatekeeper.gate")
 

@@ -27,7 +27,7 @@ import aiohttp
 from gatekeeper.asgi import HeaderSeq
 from gatekeeper.config.settings import ChallengeKind, Settings
 from gatekeeper.gate.cookies import read_cookie
-from gatekeeper.web.pages import ChallengeView
+from gatekeeper.web.views import ChallengeView
 
 log = logging.getLogger("gatekeeper.gate.challenge")
 

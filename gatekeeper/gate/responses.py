@@ -23,7 +23,8 @@ from gatekeeper.gate.admission import Decision
 from gatekeeper.verdicts import Verdict
 from gatekeeper.web.api import session_url
 from gatekeeper.web.languages import Choice, LanguagePolicy
-from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
+from gatekeeper.web.pages import Notice, PageRenderer
+from gatekeeper.web.views import WaitingView
 
 RETRY_AFTER_DOWN = 5
 _HTML = b"text/html; charset=utf-8"

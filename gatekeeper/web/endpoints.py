@@ -8,7 +8,7 @@ from gatekeeper.config.settings import Settings
 from gatekeeper.web.admin import AdminAPI
 from gatekeeper.web.api import WaitingRoomAPI
 from gatekeeper.web.health import Health
-from gatekeeper.web.pages import static_file
+from gatekeeper.web.templates import static_file
 
 _ASSETS = "/static/"
 

@@ -15,11 +15,9 @@ from gatekeeper.web.templates import (
     compile_template,
     fill,
     read_template,
-    static_file,
     template_text,
 )
 from gatekeeper.web.views import (
-    ChallengeView,
     WaitingView,
     challenge_html,
     element,
@@ -31,16 +29,11 @@ from gatekeeper.web.wording import describe_after, describe_position, describe_w
 
 __all__ = [
     "PageRenderer",
-    "WaitingView",
     "WAITING_PLACEHOLDERS",
     "UNAVAILABLE_PLACEHOLDERS",
     "NOTICE_PLACEHOLDERS",
     "CLOSED_PLACEHOLDERS",
     "Notice",
-    "ChallengeView",
-    "describe_position",
-    "describe_wait",
-    "static_file",
 ]
 
 _PAGE = frozenset({"lang", "dir"})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gatekeeper.web.pages import WaitingView
+from gatekeeper.web.views import WaitingView
 
 VIEW = WaitingView(
     session_id="s3ss10n-id",

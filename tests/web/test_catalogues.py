@@ -10,7 +10,8 @@ import pytest
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.web.catalogues import PLURAL_CATEGORIES, load_catalogues, placeholders
-from gatekeeper.web.pages import Notice, PageRenderer, WaitingView
+from gatekeeper.web.pages import Notice, PageRenderer
+from gatekeeper.web.views import WaitingView
 from gatekeeper.web.wording import describe_after, describe_position, describe_wait
 
 I18N = Path(__file__).resolve().parents[2] / "gatekeeper" / "web" / "i18n"

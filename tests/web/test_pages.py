@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.errors import ConfigError
-from gatekeeper.web.pages import (
-    Notice,
-    PageRenderer,
-    WaitingView,
-    describe_position,
-    describe_wait,
-    static_file,
-)
+from gatekeeper.web.pages import Notice, PageRenderer
+from gatekeeper.web.templates import static_file
+from gatekeeper.web.views import WaitingView
+from gatekeeper.web.wording import describe_position, describe_wait
 from tests.web.support import VIEW
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "gatekeeper" / "web" / "static"
