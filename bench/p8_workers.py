@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.p4_api import JOIN_SCRIPT, SESSIONS
-from bench.procs import LOAD_CPU, SERVER_CPU, BenchError, Procs, free_port, http_ready
+from bench.procs import (
+    LOAD_CPU,
+    SERVER_CPU,
+    BenchError,
+    Procs,
+    free_port,
+    http_ready,
+)
 from bench.report import Context, Row, ratio_row
 from bench.servers import BASE_ENV, HEALTH, LONG, admitted_cookie, get, start_redis, url, uvicorn
 from bench.targets import PAGE
@@ -47,19 +54,6 @@ CPU_NOTE = (
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _listening(port: int) -> int:
@@ -96,7 +90,7 @@ def _cpu_reader(procs: Procs, name: str) -> Callable[[], dict[str, float]]:
         pid = procs.pid(name)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return {
-            "gatekeeper": _cpu_s(pid) + sum(_cpu_s(c) for c in _children(pid)),
+            "gatekeeper": _cpu_s(pid) + sum(_cpu_s(c) for c in children(pid)),
             "redis": procs.cpu_seconds("redis"),
             "origin": procs.cpu_seconds("origin"),
             "wrk": children.ru_utime + children.ru_stime,

@@ -45,6 +45,21 @@ def http_ready(url: str) -> Callable[[], bool]:
     return check
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc (Linux)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # The command name in parentheses may hold spaces: fields start after the last ')'.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment without the caller's WAITINGROOM_* settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WAITINGROOM_")}

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.procs import children
 from gatekeeper.asgi import Receive, Scope, Send
 from gatekeeper.supervisor import STARTUP_FAILURE, Supervisor, reserve
 from tests.cluster_rig import ActiveSampler
@@ -74,16 +75,7 @@ class Gatekeeper:
 
     def workers(self) -> set[int]:
         """The supervisor's child processes, from /proc."""
-        found = set()
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    found.add(int(entry))
-        return found
+        return set(children(self.proc.pid))
 
     def wait_started(self, count: int, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
