@@ -24,6 +24,7 @@ _V4_NETWORK = 24
 _V6_NETWORK = 48
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> Address | None:
     """An IP address (an IPv4-mapped IPv6 one as IPv4), or None when `text` is not one."""
     try:
@@ -52,6 +53,7 @@ def trust_checker(cidrs: tuple[str, ...]) -> Callable[[str], bool]:
     return is_trusted
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(ip: Address) -> str:
     """The key per-client limits count by: an IPv4 address, or the /64 of an IPv6 one."""
     if isinstance(ip, ipaddress.IPv4Address):

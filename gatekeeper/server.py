@@ -15,6 +15,7 @@ With `server.workers` > 1 each worker is one such server on the socket the super
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import socket
 import urllib.parse
@@ -23,6 +24,7 @@ from typing import Any
 
 import httptools
 import uvicorn
+from uvicorn.config import LOG_LEVELS
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
@@ -162,8 +164,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        # A client that connects and sends nothing holds a connection too: the clock runs
-        # from the connection, not from the first byte.
+        # A client that sends nothing holds a connection too: the clock runs from the connection.
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -197,8 +198,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.logger.warning(msg)
                 self.send_400_response(msg)
             return
-        # Still in the head after this chunk: the bytes so far are all head (a chunk that
-        # finished the head reset the count), so this bounds what the parser buffers.
+        # Still in the head: every byte so far is head, which bounds what the parser buffers.
         if self._awaiting_head and self._head_bytes > self.limits.max_head_bytes:
             self._reject(431, "request head too large")
 
@@ -212,8 +212,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.headers) > limits.max_headers:
             self._reject(431, "too many request headers")
             raise _Rejected
-        # The bytes received since the head began bound its size from above (a chunk may carry
-        # body bytes too): only when they pass the limit is the exact size worth computing.
+        # The bytes since the head began bound its size from above (a chunk may carry body
+        # bytes): only past the limit is the exact size worth computing.
         if self._head_bytes > limits.max_head_bytes and self._exact_head_size() > (
             limits.max_head_bytes
         ):
@@ -261,8 +261,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.flow.pause_reading()
             self.pipeline.appendleft((self.cycle, app))
 
-    # Keep-alive: one timer per connection, re-armed when it fires early, instead of uvicorn's
-    # new timer after every response and its cancellation at the next request's first byte.
+    # Keep-alive: one timer per connection, re-armed when it fires early (uvicorn: one per answer).
     _idle_since: float | None = None
 
     def _unset_keepalive_if_required(self) -> None:
@@ -382,6 +381,8 @@ def serve(
         lifespan="on",
         log_config=None,
         log_level=log_level,
+        # Below info access lines are dropped: off, uvicorn skips their work on every answer.
+        access_log=LOG_LEVELS.get(log_level.lower(), logging.INFO) <= logging.INFO,
         timeout_graceful_shutdown=int(s.graceful_timeout),
         # Waiting pages poll every 1–20 s: with uvicorn's 5 s default, most polls would open
         # (and, behind TLS, negotiate) a new connection.

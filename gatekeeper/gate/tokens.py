@@ -59,6 +59,17 @@ class _ClockedSigner(TimestampSigner):
     def __init__(self, keys: list[bytes], salt: str, clock: Callable[[], float]) -> None:
         super().__init__(keys, salt=salt, key_derivation="hmac", digest_method=hashlib.sha256)
         self._clock = clock
+        # itsdangerous derives a key from the secret and salt on every sign and check: one
+        # HMAC per call that gives the same answer for the life of the keys.
+        self._derived = {key: super(_ClockedSigner, self).derive_key(key) for key in keys}
+        self._newest = self._derived[keys[-1]]
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        """The key derived from `secret_key` (default: the newest), worked out once."""
+        if secret_key is None:
+            return self._newest
+        found = self._derived.get(secret_key if isinstance(secret_key, bytes) else b"")
+        return found if found is not None else super().derive_key(secret_key)
 
     def get_timestamp(self) -> int:
         """Whole seconds from the injected clock."""

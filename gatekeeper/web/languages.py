@@ -165,6 +165,10 @@ class _Rule:
     forced: str
 
 
+# Accept-Language headers whose best match is remembered.
+_MATCHES_MAX = 1024
+
+
 class LanguagePolicy:
     """Chooses each page's language from the gate's and the rooms' settings; every configured
     tag is checked against the catalogues when it is built (at startup)."""
@@ -177,6 +181,7 @@ class LanguagePolicy:
             self._resolve("gate.force-language", gate.force_language),
         )
         self._rooms: dict[str, _Rule] = {}
+        self._matches: dict[bytes, str] = {}
         for room, override in settings.rooms.overrides.items():
             key = f"rooms.overrides.{room}"
             default, forced = self._gate.default, self._gate.forced
@@ -203,5 +208,13 @@ class LanguagePolicy:
         rule = self._rooms.get(room, self._gate) if room is not None else self._gate
         if rule.forced:
             return Choice(rule.forced, negotiated=False)
-        found = best_match(parse_accept_language(accept_language), self._available)
+        key = (accept_language or b"")[: MAX_HEADER_CHARS + 1]  # all that parsing reads
+        found = self._matches.get(key)
+        if found is None:
+            # Browsers send a few distinct headers; anything else is bounded all the same.
+            if len(self._matches) >= _MATCHES_MAX:
+                self._matches.clear()
+            found = self._matches[key] = (
+                best_match(parse_accept_language(accept_language), self._available) or ""
+            )
         return Choice(found or rule.default, negotiated=True)

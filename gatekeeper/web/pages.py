@@ -14,6 +14,7 @@ from gatekeeper.web.templates import (
     asset_url,
     compile_template,
     fill,
+    prefill,
     read_template,
     template_text,
 )
@@ -86,6 +87,10 @@ NOTICE_PLACEHOLDERS = _PAGE | {
 CLOSED_PLACEHOLDERS = _PAGE | {"title", "message", "thanks_text"}
 """Every `${name}` the closed page may use: a final answer, it neither reloads nor polls."""
 
+# Waiting pages prefilled with what is the same for every visitor of a language and title; a
+# handful in practice (languages × rooms with a title of their own), bounded all the same.
+_PREFILLED_MAX = 256
+
 
 class Notice(Enum):
     """Why a visitor is turned away: the API's error code and English title and message (the
@@ -128,6 +133,20 @@ class Notice(Enum):
         self.message = message
 
 
+def message_html(message: str) -> str:
+    """The operator's message to the room; always there (hidden when empty), so the page's
+    script can show a message that comes."""
+    if not message:
+        return _NO_MESSAGE
+    attrs = {"id": "gk-message", "class": "gk-message", "role": "status"}
+    return element("p", attrs, escape(message))
+
+
+_NO_MESSAGE = element(
+    "p", {"id": "gk-message", "class": "gk-message", "role": "status", "hidden": ""}
+)
+
+
 class PageRenderer:
     """Renders the pages from templates parsed once at construction, in any language of the
     catalogues loaded then."""
@@ -162,19 +181,13 @@ class PageRenderer:
             text = read_template(unavailable_template_path)
             origin = unavailable_template_path
             self._unavailable = compile_template(text, UNAVAILABLE_PLACEHOLDERS, origin)
-        self._scripts: dict[str, str] = {}
+        self._waiting_by_words: dict[tuple[str, str, str], Compiled] = {}
+        self._after_texts: dict[tuple[str, int], dict[str, str]] = {}
 
     @property
     def languages(self) -> tuple[str, ...]:
         """The tags of every language the pages speak."""
         return self.catalogues.tags
-
-    def _strings(self, words: Catalogue) -> str:
-        # The same block for every page of a language: built once.
-        found = self._scripts.get(words.tag)
-        if found is None:
-            found = self._scripts[words.tag] = script_strings(words)
-        return found
 
     def render_waiting(self, view: WaitingView) -> bytes:
         """The waiting page for one visitor as UTF-8 HTML, in `view.language`."""
@@ -185,42 +198,67 @@ class PageRenderer:
         refresh = max(1, math.ceil(poll_ms / 1000))
         title = w.text("prequeue.title") if view.starts_at else view.title
         values = {
-            "lang": w.tag,
-            "dir": w.direction.value,
-            "title": title or w.text("waiting.title"),
             "room": view.room,
             "session_id": view.session_id,
             "status": view.status,
             "method": view.method,
-            "position": "" if position is None else str(position),
             "position_text": describe_position(view.status, position, w),
             "eta_text": describe_wait(eta, w, view.wait_range),
-            "eta_seconds": "" if eta is None else str(eta),
-            "poll_after_ms": str(poll_ms),
-            "refresh_seconds": str(refresh),
-            "refresh_text": describe_after(refresh, w),
             "status_url": view.status_url,
+        }
+        escaped = {key: escape(value, quote=True) for key, value in values.items()}
+        # Numbers need no escaping.
+        escaped["position"] = "" if position is None else str(position)
+        escaped["eta_seconds"] = "" if eta is None else str(eta)
+        escaped["poll_after_ms"] = str(poll_ms)
+        escaped["refresh_seconds"] = str(refresh)
+        joined = view.joined_position
+        escaped["joined_position"] = "" if joined is None else str(joined)
+        escaped |= self._after(w, refresh)
+        escaped["progress_attrs"] = progress_attrs(position or 0, view.joined_position)
+        escaped["challenge"] = challenge_html(view, w)
+        escaped["prequeue"] = prequeue_html(view, w)
+        escaped["message"] = message_html(view.message)
+        return fill(self._prefilled(w, title or w.text("waiting.title"), view), escaped)
+
+    def _prefilled(self, w: Catalogue, title: str, view: WaitingView) -> Compiled:
+        """The waiting page with its words in `w`'s language, `title` and asset links in."""
+        key = (w.tag, title, view.static_prefix)
+        found = self._waiting_by_words.get(key)
+        if found is not None:
+            return found
+        values = {
+            "lang": w.tag,
+            "dir": w.direction.value,
+            "title": title,
             "static_prefix": view.static_prefix.rstrip("/"),
             "css_url": asset_url(view.static_prefix, "waiting.css"),
             "js_url": asset_url(view.static_prefix, "waiting.js"),
-            "joined_position": "" if view.joined_position is None else str(view.joined_position),
             "progress_label": w.text("progress.label"),
             "wait_label": w.text("wait.label"),
             "note_text": w.text("waiting.note"),
             "reconnecting_text": w.text("waiting.reconnecting"),
-            "noscript_text": w.plural("waiting.noscript", refresh),
             "footer_text": w.text("waiting.footer"),
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
-        escaped["progress_attrs"] = progress_attrs(position or 0, view.joined_position)
-        escaped["challenge"] = challenge_html(view, w)
-        escaped["prequeue"] = prequeue_html(view, w)
-        escaped["strings"] = self._strings(w)
-        # Always there (hidden when empty), so the page's script can show a message that comes.
-        hidden = {} if view.message else {"hidden": ""}
-        attrs = {"id": "gk-message", "class": "gk-message", "role": "status", **hidden}
-        escaped["message"] = element("p", attrs, escape(view.message))
-        return fill(self._waiting, escaped)
+        escaped["strings"] = script_strings(w)
+        if len(self._waiting_by_words) >= _PREFILLED_MAX:
+            self._waiting_by_words.clear()
+        found = self._waiting_by_words[key] = prefill(self._waiting, escaped)
+        return found
+
+    def _after(self, w: Catalogue, seconds: int) -> dict[str, str]:
+        """The escaped "try again in" texts for `seconds` (a few values of poll-after)."""
+        key = (w.tag, seconds)
+        found = self._after_texts.get(key)
+        if found is None:
+            if len(self._after_texts) >= _PREFILLED_MAX:
+                self._after_texts.clear()
+            found = self._after_texts[key] = {
+                "refresh_text": escape(describe_after(seconds, w), quote=True),
+                "noscript_text": escape(w.plural("waiting.noscript", seconds), quote=True),
+            }
+        return found
 
     def render_unavailable(self, retry_after_s: int, language: str = "en") -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""

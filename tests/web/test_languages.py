@@ -10,6 +10,7 @@ from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import ConfigError
 from gatekeeper.web.catalogues import load_catalogues
 from gatekeeper.web.languages import (
+    _MATCHES_MAX,
     MAX_HEADER_CHARS,
     MAX_RANGES,
     Direction,
@@ -133,6 +134,17 @@ def test_the_policy_falls_back_to_the_configured_default() -> None:
     assert policy.choose(None, None).tag == "fr"
     choice = policy.choose(None, b"de-AT;q=0.4, ar")
     assert (choice.tag, choice.negotiated, choice.direction) == ("ar", True, Direction.RTL)
+
+
+def test_the_matches_remembered_stay_bounded_under_a_flood_of_headers() -> None:
+    policy = LanguagePolicy(settings(), TAGS)
+    for i in range(3 * _MATCHES_MAX):
+        assert policy.choose(None, b"de;q=0.%d, x-%d" % (i % 9 + 1, i)).tag == "de"
+        assert len(policy._matches) <= _MATCHES_MAX
+    # A header past what parsing reads is remembered by that part only.
+    giant = b"fr," + b"x" * 1_000_000
+    assert policy.choose(None, giant).tag == "fr"
+    assert max(map(len, policy._matches)) <= MAX_HEADER_CHARS + 1
 
 
 def test_a_forced_language_ignores_the_browser() -> None:

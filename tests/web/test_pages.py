@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from gatekeeper.errors import ConfigError
-from gatekeeper.web.pages import Notice, PageRenderer
-from gatekeeper.web.templates import static_file
+from gatekeeper.web.pages import WAITING_PLACEHOLDERS, Notice, PageRenderer
+from gatekeeper.web.templates import compile_template, fill, prefill, static_file
 from gatekeeper.web.views import WaitingView
 from gatekeeper.web.wording import describe_position, describe_wait
 from tests.web.support import VIEW
@@ -36,6 +36,19 @@ def test_waiting_page_shows_position_eta_and_note(renderer: PageRenderer) -> Non
     assert "about 3 minutes" in html
     # Catalogue texts arrive escaped like every other value.
     assert escape("Keep this tab open; you'll be let in automatically.") in html
+
+
+def test_prefilled_pages_match_a_full_fill_and_stay_bounded(renderer: PageRenderer) -> None:
+    compiled = compile_template('<p lang="$lang">$title $position</p>$$', WAITING_PLACEHOLDERS, "t")
+    values = {"lang": "de", "title": "T &amp; C", "position": "3"}
+    some = prefill(compiled, {"lang": "de", "title": "T &amp; C"})
+    assert fill(some, values) == fill(compiled, values) == b'<p lang="de">T &amp; C 3</p>$'
+    assert fill(prefill(compiled, values), {}) == fill(compiled, values)
+    # One prefilled page per language and title: many titles cannot grow it without bound.
+    for i in range(600):
+        assert f"Sale {i}" in render(renderer, replace(VIEW, title=f"Sale {i}"))
+        assert len(renderer._waiting_by_words) <= 256
+    assert "Sale 599" in render(renderer, replace(VIEW, title="Sale 599", language="de"))
 
 
 def test_waiting_page_meta_refresh_only_without_javascript(renderer: PageRenderer) -> None:
