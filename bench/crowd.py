@@ -33,7 +33,7 @@ from bench.http1 import Client
 from bench.targets import PAGE
 
 WAITING_MARK = b'id="gk-room"'
-STATUS_URL = re.compile(rb'data-status-url="([^"]+)"')
+STATUS_URL = re.compile(rb'data-status-url="([^"]*)"')
 POLL_AFTER = re.compile(rb'data-poll-after-ms="(\d+)"')
 DONE_PATH = "/checkout/complete"
 RELOAD = "reload"  # poll(): the status API does not know the session yet
@@ -153,8 +153,9 @@ class Crowd:
     async def wait_in_line(self, page: bytes, cookie: str) -> tuple[str, str] | None:
         """Poll until ACTIVE, then reload the page: (status URL, cookie), or None on failure.
 
-        As the page's script does: a status API that does not know the session yet (404, the
-        first page of a lazy join) means reload, and the reload with the cookie takes the place.
+        As the page's script does: a page without a status URL (the first page of a lazy join)
+        or a status API that does not know the session (404) means reload, and the reload with
+        the cookie takes the place.
         """
         self.waiting += 1
         try:
@@ -198,6 +199,8 @@ class Crowd:
         status_url, poll_ms = url_match.group(1).decode(), int(poll_match.group(1))
         while True:
             await asyncio.sleep(min(max(poll_ms * random.uniform(0.8, 1.2), 500), 60_000) / 1000)
+            if not status_url:
+                return RELOAD  # the first page of a lazy join: nothing to poll yet
             got = await self.fetch("GET", status_url, "", "poll", "application/json")
             if got is None:
                 return None

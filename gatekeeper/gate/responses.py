@@ -104,13 +104,16 @@ class Responses:
             return await send_json(send, self._status, body, headers)
         starts_at = body.get("startsAt")
         choice, language = self._language(scope, ticket.room)
+        sid = ticket.session_id
         view = WaitingView(
-            session_id=ticket.session_id,
+            session_id=sid,
             status=ticket.status.value,
             position=None if starts_at else ticket.ahead,
             estimated_wait_seconds=None if starts_at else estimated_wait_seconds(ticket),
             poll_after_ms=poll_ms,
-            status_url=session_url(self._api_prefix, ticket.session_id),
+            # A provisional page has nothing to poll (the store does not know the session
+            # yet): its script reloads after poll-after, which takes the place.
+            status_url="" if decision.provisional else session_url(self._api_prefix, sid),
             static_prefix=self._assets,
             room=ticket.room,
             challenge=decision.challenge,

@@ -51,6 +51,10 @@ async def test_the_first_page_of_a_lazy_join_comes_back_at_once() -> None:
         r = await alice.get("/seats")
         assert "text/html" in r.headers["content-type"] and r.headers["retry-after"] == "1"
         assert 'content="1"' in r.text, "without JavaScript the page comes back in a second"
+        # Nothing to poll yet (the store does not know the session): the script reloads.
+        assert 'data-status-url=""' in r.text
+        again = await alice.get("/seats")
+        assert 'data-status-url="/api/waiting-room/sessions/' in again.text
 
 
 async def test_a_place_taken_at_once_is_held_for_the_claim_window_until_claimed() -> None:

@@ -41,17 +41,18 @@
 
   var statusUrl = root.getAttribute("data-status-url") || "";
   var nextDelay = clamp(toNumber(root.getAttribute("data-poll-after-ms")), 2000);
+
+  // The <noscript> meta refresh is off now that scripts run, so without fetch fall back to
+  // reloading: the gate re-renders this page or lets the visitor in. A page without a status
+  // URL (the first answer of a lazy join: no place is taken yet) reloads to take its place.
+  if (!window.fetch || !statusUrl) {
+    window.setTimeout(reopen, jitter(nextDelay));
+    return;
+  }
   var joined = toNumber(root.getAttribute("data-joined-position"));
   if (joined === null) {
     // Remember the first position this tab saw, so the bar shows progress since then.
     joined = rememberedStart(statusUrl, toNumber(root.getAttribute("data-position")));
-  }
-
-  // The <noscript> meta refresh is off now that scripts run, so without fetch fall back to
-  // reloading: the gate re-renders this page or lets the visitor in.
-  if (!window.fetch || !statusUrl) {
-    window.setTimeout(reopen, jitter(nextDelay));
-    return;
   }
 
   var prequeueEl = document.getElementById("gk-prequeue");
