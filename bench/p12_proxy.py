@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from bench.nginx import MAX_OPENED, check_keepalive
-from bench.procs import BenchError, Procs, free_port, http_ready
+from bench.procs import BenchError, Procs
 from bench.report import Context, Row, ratio_row
 from bench.servers import (
-    BASE_ENV,
-    HEALTH,
     LONG,
     admitted_cookie,
     decisions,
+    start_gate_off,
+    start_gated,
     start_nginx,
     start_origin,
     url,
-    uvicorn,
 )
 from bench.wrk import Series, Target, alternate
 
@@ -25,34 +24,6 @@ GATED_ENV = {
     "WAITINGROOM_PROCESSING_CAPACITY": "1000",
     "WAITINGROOM_LIFECYCLE_IDLE_TIMEOUT": LONG,
 }
-
-# The HTTP protocol `gatekeeper run` serves with (gatekeeper.server: uvicorn's httptools
-# protocol with head limits, the response head and body in one write, a disconnect hook),
-# at its default limits; gated and gate-off alike, so P1 compares the gate alone.
-PROTOCOL = "gatekeeper.server:LimitedHttpToolsProtocol"
-
-
-def _proxy_cmd(app: str, port: int) -> list[str]:
-    cmd = uvicorn(app, port, factory=True, proxy=True)
-    cmd[cmd.index("httptools")] = PROTOCOL
-    return cmd
-
-
-def start_gated(procs: Procs, origin: int, env: dict[str, str], name: str = "gated") -> int:
-    """The gated proxy as `gatekeeper run --origin` serves it (embedded store)."""
-    port = free_port()
-    full = {**BASE_ENV, "BENCH_ORIGIN": url(origin).rstrip("/"), **env}
-    cmd = _proxy_cmd("bench.targets:gated", port)
-    procs.start(name, cmd, env=full, ready=http_ready(url(port, HEALTH)))
-    return port
-
-
-def start_gate_off(procs: Procs, origin: int, name: str = "gate-off") -> int:
-    """The same reverse proxy on the same server, with no gate."""
-    port = free_port()
-    env = {**BASE_ENV, "BENCH_ORIGIN": url(origin).rstrip("/")}
-    procs.start(name, _proxy_cmd("bench.targets:proxy", port), env=env, ready=http_ready(url(port)))
-    return port
 
 
 def run(ctx: Context, selected: set[str]) -> list[Row]:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.p12_proxy import GATED_ENV, start_gate_off, start_gated
+from bench.p12_proxy import GATED_ENV
 from bench.procs import LOAD_CPU, ROOT, BenchError, Procs
-from bench.servers import admitted_cookie, start_origin, url
+from bench.servers import admitted_cookie, start_gate_off, start_gated, start_origin, url
 from bench.wrk import Target, parse
 
 _LINE = re.compile(r":\d+\)$")

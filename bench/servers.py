@@ -55,21 +55,33 @@ def start_origin(procs: Procs, name: str = "origin") -> int:
     return port
 
 
+# The HTTP protocol `gatekeeper run` serves with (gatekeeper.server: uvicorn's httptools
+# protocol with head limits, the response head and body in one write, a disconnect hook), at
+# its default limits; for the gated and the gate-off proxy alike, so P1 compares the gate alone.
+PROTOCOL = "gatekeeper.server:LimitedHttpToolsProtocol"
+
+
+def _proxy_cmd(app: str, port: int) -> list[str]:
+    cmd = uvicorn(app, port, factory=True, proxy=True)
+    cmd[cmd.index("httptools")] = PROTOCOL
+    return cmd
+
+
 def start_gated(procs: Procs, origin: int, env: dict[str, str], name: str = "gated") -> int:
-    """The gated proxy (`bench.targets:gated`, embedded store unless env says otherwise)."""
+    """The gated proxy as `gatekeeper run --origin` serves it (`bench.targets:gated`, embedded
+    store unless env says otherwise)."""
     port = free_port()
     full = {**BASE_ENV, "BENCH_ORIGIN": url(origin).rstrip("/"), **env}
-    cmd = uvicorn("bench.targets:gated", port, factory=True, proxy=True)
-    procs.start(name, cmd, env=full, ready=http_ready(url(port, HEALTH)))
+    procs.start(name, _proxy_cmd("bench.targets:gated", port), env=full,
+                ready=http_ready(url(port, HEALTH)))  # fmt: skip
     return port
 
 
 def start_gate_off(procs: Procs, origin: int, name: str = "gate-off") -> int:
-    """The same reverse proxy with no gate."""
+    """The same reverse proxy on the same server, with no gate."""
     port = free_port()
-    cmd = uvicorn("bench.targets:proxy", port, factory=True, proxy=True)
     env = {**BASE_ENV, "BENCH_ORIGIN": url(origin).rstrip("/")}
-    procs.start(name, cmd, env=env, ready=http_ready(url(port)))
+    procs.start(name, _proxy_cmd("bench.targets:proxy", port), env=env, ready=http_ready(url(port)))
     return port
 
 
