@@ -56,8 +56,26 @@ def without_parameter(query: bytes, name: bytes) -> bytes:
     return b"&".join(p for p in query.split(b"&") if p.partition(b"=")[0] != name)
 
 
+# Browsers and clients send a few distinct Accept headers: their answers are remembered (short
+# ones only, a bounded number).
+_ACCEPT_REMEMBERED = 512
+_ACCEPT_MAX_LEN = 512
+_accept_answers: dict[bytes, bool] = {}
+
+
 def prefers_json(accept: bytes) -> bool:
     """Whether Accept ranks application/json above text/html: by q, then by position."""
+    found = _accept_answers.get(accept)
+    if found is None:
+        found = _rank_json(accept)
+        if len(accept) <= _ACCEPT_MAX_LEN:
+            if len(_accept_answers) >= _ACCEPT_REMEMBERED:
+                _accept_answers.clear()
+            _accept_answers[accept] = found
+    return found
+
+
+def _rank_json(accept: bytes) -> bool:
     ranks: dict[bytes, tuple[float, int]] = {}
     for position, item in enumerate(accept.lower().split(b",")):
         media, *params = (part.strip() for part in item.split(b";"))

@@ -1,0 +1,27 @@
+"""The ASGI helpers: content negotiation between the waiting page and its JSON."""
+
+from __future__ import annotations
+
+from gatekeeper import asgi
+from gatekeeper.asgi import prefers_json
+
+
+def test_json_wins_by_quality_then_by_position() -> None:
+    assert prefers_json(b"application/json")
+    assert not prefers_json(b"text/html,application/xhtml+xml,*/*;q=0.8")
+    assert prefers_json(b"text/html;q=0.5, application/json")
+    assert prefers_json(b"application/json, text/html")
+    assert not prefers_json(b"text/html, application/json")
+    assert prefers_json(b"application/json;q=0.9, text/html;q=0.8")
+    assert not prefers_json(b"application/json;q=0, text/html;q=0")
+    assert not prefers_json(b"application/json;q=abc")
+    assert not prefers_json(b"")
+
+
+def test_remembered_answers_stay_bounded_and_long_headers_are_not_kept() -> None:
+    for i in range(3 * asgi._ACCEPT_REMEMBERED):
+        assert prefers_json(b"application/json, x/%d" % i)
+        assert len(asgi._accept_answers) <= asgi._ACCEPT_REMEMBERED
+    giant = b"text/html," + b"x" * 1_000_000
+    assert not prefers_json(giant) and not prefers_json(giant)
+    assert giant not in asgi._accept_answers
