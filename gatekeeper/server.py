@@ -6,7 +6,8 @@ megabytes of headers. Here a head must arrive within `head_timeout` of its first
 the connection opening), and may hold at most `max_head_bytes` and `max_headers`; past a bound
 the client gets 431 (too large) or 408 (too slow) and the connection is closed, before the app
 sees anything (the header count once the head is complete: the byte bound holds meanwhile).
-It also answers in fewer writes and timers than uvicorn's own (`_Cycle`, keep-alive below).
+It also answers in fewer writes and timers than uvicorn's own (`response_cycle`, keep-alive
+and head timers below).
 
 With `server.workers` > 1 each worker is one such server on the socket the supervisor bound
 (`gatekeeper.supervisor`), so every bound, the connection cap included, holds per worker.
@@ -26,17 +27,12 @@ import httptools
 import uvicorn
 from uvicorn.config import LOG_LEVELS
 from uvicorn.protocols.http.flow_control import service_unavailable
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gatekeeper.asgi import ASGIApp, Message
+from gatekeeper.asgi import ASGIApp
 from gatekeeper.config.settings import Settings
 from gatekeeper.proxy.forwarder import DISCONNECT
+from gatekeeper.response_cycle import OneWriteCycle
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 # What a request line and a header line add beyond their text (": ", CRLF, spaces, version).
@@ -59,94 +55,6 @@ class _Rejected(Exception):
     """Raised inside a parser callback to stop parsing a head that was answered already."""
 
 
-class _Cycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, answering in fewer writes: the head waits for the
-    first body message and leaves with it in one write (or at the end of the loop turn, for
-    an app that streams), and header names and values are checked in one regex pass each."""
-
-    _pending = b""
-
-    async def send(self, message: Message) -> None:  # type: ignore[override]
-        if self.response_started or self.access_log or message["type"] != "http.response.start":
-            if self._pending:
-                await self._send_body(message)
-            else:
-                await super().send(message)  # type: ignore[arg-type]
-            return
-        if self.flow.write_paused and not self.disconnected:
-            await self.flow.drain()
-        if self.disconnected:
-            return
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        self._pending = self._head(message)
-        asyncio.get_running_loop().call_soon(self._flush)
-
-    def _head(self, message: Message) -> bytes:
-        """The response head, with uvicorn's checks and framing decisions."""
-        status: int = message["status"]
-        content = [STATUS_LINE[status]]
-        has_close = False
-        for name, value in (*self.default_headers, *message.get("headers", ())):
-            name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection":
-                if b"close" in [token.lower().strip() for token in value.split(b",")]:
-                    self.keep_alive = False
-                    has_close = True
-            content += (name, b": ", value, b"\r\n")
-        # Any bad byte in any name (value) is a bad byte in all of them joined.
-        if HEADER_RE.search(b"".join(content[1::4])):
-            raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join(content[3::4])):
-            raise RuntimeError("Invalid HTTP header value.")
-        if not self.keep_alive and not has_close:
-            content.append(b"connection: close\r\n")
-        unframed = self.chunked_encoding is None and status not in (204, 304)
-        if unframed and self.scope["method"] != "HEAD":
-            self.chunked_encoding = True
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        return b"".join(content)
-
-    def _flush(self) -> None:
-        """Write a head no body message followed within the loop turn."""
-        head, self._pending = self._pending, b""
-        if head and not self.transport.is_closing():
-            self.transport.write(head)
-
-    async def _send_body(self, message: Message) -> None:
-        """The first body message: a framed-by-length one leaves with the pending head in one
-        write; anything else after the head, as uvicorn sends it."""
-        body: bytes = message.get("body", b"")
-        if (
-            message["type"] != "http.response.body"
-            or self.chunked_encoding
-            or self.scope["method"] == "HEAD"
-            or len(body) > self.expected_content_length
-            or self.flow.write_paused
-            or self.disconnected
-        ):
-            self._flush()
-            return await super().send(message)  # type: ignore[arg-type]
-        head, self._pending = self._pending, b""
-        self.expected_content_length -= len(body)
-        self.transport.write(head + body if body else head)
-        if not message.get("more_body", False):
-            if self.expected_content_length != 0:
-                raise RuntimeError("Response content shorter than Content-Length")
-            self.response_complete = True
-            self.message_event.set()
-            if not self.keep_alive:
-                self.transport.close()
-            self.on_response()
-
-
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that enforces `limits` on every request head."""
 
@@ -157,6 +65,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # when the head in progress began
         self._rejected = False
         # One per connection: its requests come one at a time.
         self._hook: dict[object, object] = {}
@@ -165,7 +74,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # A client that sends nothing holds a connection too: the clock runs from the connection.
-        self._arm_head_timer()
+        self._start_head_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -181,8 +90,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self._awaiting_head:
             self._head_bytes += len(data)
-            if self._head_timer is None:
-                self._arm_head_timer()
+            if self._head_since is None:
+                self._start_head_clock()
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -221,11 +130,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             raise _Rejected
         self._awaiting_head = False
         self._head_bytes = 0
-        self._cancel_head_timer()
+        self._head_since = None  # the timer, when it fires, finds no head in progress
         self._start_cycle()
 
     def _start_cycle(self) -> None:
-        """uvicorn's on_headers_complete, with `_Cycle` as the request-response cycle."""
+        """uvicorn's on_headers_complete, with `OneWriteCycle` as the request-response cycle."""
         parser, scope = self.parser, self.scope
         http_version = parser.get_http_version()
         scope["method"] = parser.get_method().decode("ascii")
@@ -249,7 +158,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         existing = self.cycle
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
         # uvicorn's RequestResponseCycle arguments, in its order.
-        self.cycle = _Cycle(
+        self.cycle = OneWriteCycle(
             scope, self.transport, self.flow, self.logger, self.access_logger, self.access_log,
             self.server_state.default_headers, asyncio.Event(), self.expect_100_continue,
             keep_alive, self.on_response_complete,
@@ -301,9 +210,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
 
-    def _arm_head_timer(self) -> None:
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+    def _start_head_clock(self) -> None:
+        # One timer per connection, re-armed when it fires early, rather than one per request.
+        self._head_since = self.loop.time()
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -312,7 +223,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if not self._awaiting_head or self.transport.is_closing():
+        since = self._head_since
+        if since is None or not self._awaiting_head or self.transport.is_closing():
+            return  # no head in progress: the next one starts the clock again
+        left = since + self.limits.head_timeout - self.loop.time()
+        if left > 0:
+            self._head_timer = self.loop.call_later(left, self._head_timed_out)
             return
         if self._head_bytes:
             self._reject(408, "request head not received in time")

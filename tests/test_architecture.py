@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("web",),
     ("gate",),
     ("app",),
-    ("server", "supervisor"),
+    ("response_cycle", "server", "supervisor"),
     ("cli", "operator_cli", "__main__", "__init__"),
 )
 FORBIDDEN = {  # a folder, and the parts of the package it must not import

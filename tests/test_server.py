@@ -99,6 +99,25 @@ async def test_a_head_that_does_not_arrive_in_time_is_answered_408_and_closed(ga
     assert loop.time() - started < HEAD_TIMEOUT + 2
 
 
+async def test_each_head_on_a_kept_connection_has_its_own_time(gate: int) -> None:
+    """The next head's clock starts at its first byte, not at the connection or the last head."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gate)
+    try:
+        writer.write(b"GET /_gatekeeper/healthz HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        assert _status(await reader.readuntil(b"\r\n\r\n")) == 200
+        await asyncio.sleep(HEAD_TIMEOUT * 0.6)  # idle on keep-alive, inside the first timer
+        writer.write(b"GET /seats HTTP/1.1\r\nHost: shop.test\r\n")
+        second = loop.time()
+        reply = await asyncio.wait_for(reader.read(), 5)
+        assert reply.count(b"HTTP/1.1 ") == 1 and _status(reply[reply.index(b"HTTP/1.1") :]) == 408
+        assert HEAD_TIMEOUT * 0.9 <= loop.time() - second < HEAD_TIMEOUT + 2
+    finally:
+        writer.close()
+        with suppress(ConnectionError):
+            await writer.wait_closed()
+
+
 async def _latencies(port: int, n: int) -> list[float]:
     loop = asyncio.get_running_loop()
     out = []
