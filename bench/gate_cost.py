@@ -68,7 +68,7 @@ def scope_with(cookie: bytes) -> Scope:
 
 async def per_request_us(target: object, scope: Scope, n: int) -> float:
     """Microseconds per call of `target(scope, receive, send)`, CPU time of this process."""
-    call = target  # type: ignore[assignment]
+    call = target
     started = time.process_time()
     for _ in range(n):
         await call(dict(scope), receive, send)  # type: ignore[operator]

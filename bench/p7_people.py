@@ -8,6 +8,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 from bench import eta
@@ -43,7 +44,7 @@ async def _join(app: Service, body: bytes) -> int:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]

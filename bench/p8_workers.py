@@ -26,6 +26,7 @@ from bench.procs import (
     SERVER_CPU,
     BenchError,
     Procs,
+    children,
     free_port,
     http_ready,
 )
@@ -88,12 +89,12 @@ def _cpu_reader(procs: Procs, name: str) -> Callable[[], dict[str, float]]:
 
     def read() -> dict[str, float]:
         pid = procs.pid(name)
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        waited = resource.getrusage(resource.RUSAGE_CHILDREN)
         return {
             "gatekeeper": _cpu_s(pid) + sum(_cpu_s(c) for c in children(pid)),
             "redis": procs.cpu_seconds("redis"),
             "origin": procs.cpu_seconds("origin"),
-            "wrk": children.ru_utime + children.ru_stime,
+            "wrk": waited.ru_utime + waited.ru_stime,
         }
 
     return read

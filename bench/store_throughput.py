@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -47,8 +48,8 @@ async def measure(store: Store, n: int, concurrency: int) -> dict[str, float]:
     room = f"bench{time.monotonic_ns()}"
     await store.join(room, new_session_id(room), FULL)
     ids = [new_session_id(room) for _ in range(n)]
-    joins = await _bounded([lambda s=s: store.join(room, s, FULL) for s in ids], concurrency)
-    polls = await _bounded([lambda s=s: store.poll(s, FULL) for s in ids], concurrency)
+    joins = await _bounded([functools.partial(store.join, room, s, FULL) for s in ids], concurrency)
+    polls = await _bounded([functools.partial(store.poll, s, FULL) for s in ids], concurrency)
     start = time.perf_counter()
     granted = 0
     while granted < n:
