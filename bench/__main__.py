@@ -1,6 +1,6 @@
 """`python -m bench` (`make bench`): measure side by side on loopback and print one table.
 
-    .venv/bin/python -m bench                  # everything, ~11 minutes; updates docs/performance.md
+    .venv/bin/python -m bench                  # everything (~11 min); updates docs/performance.md
     .venv/bin/python -m bench --quick          # a smoke run with short durations (~2 minutes)
     .venv/bin/python -m bench --only P1,P3     # a subset
 
