@@ -58,7 +58,7 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     if _too_deep(text):
         raise BadJSON(f"body nests too deeply ({MAX_DEPTH} levels at most)")
     try:
-        data = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        data = _DECODER.decode(text)
     except BadJSON:
         raise
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
@@ -134,6 +134,10 @@ def _float(literal: str) -> float:
 
 def _constant(name: str) -> float:
     raise BadJSON(f"body has {name}, which is not JSON")
+
+
+# One decoder for every body (json.loads with these hooks would build one per call).
+_DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
 
 
 def _has_lone_surrogate(data: object) -> bool:
