@@ -187,6 +187,7 @@ class PageRecord:  # no slots: Playwright stores a wrapper on the owner of a bou
     page: Page
     landings: list[Landing] = field(default_factory=list)
     polls: int = 0
+    refused_polls: int = 0  # answered 4xx: a session the store does not know, among others
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
@@ -200,6 +201,8 @@ class PageRecord:  # no slots: Playwright stores a wrapper on the owner of a bou
         request = response.request
         if request.resource_type in ("fetch", "xhr") and "/sessions/" in request.url:
             self.polls += 1
+            if 400 <= response.status < 500:
+                self.refused_polls += 1
             return
         if request.resource_type != "document" or response.frame != self.page.main_frame:
             return

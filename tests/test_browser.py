@@ -157,6 +157,10 @@ async def test_third_visitor_waits_and_is_let_in_after_a_checkout(
         await record.wait_for(lambda r: r.polls >= 1, "status poll while the room is full")
         await expect(third.locator("#gk-position")).to_have_text("You're next")
         assert record.count("site") == 0
+        # The first page (a lazy join, no place yet) reloaded by itself without polling; the
+        # page that holds the place polls, and the store knows its session.
+        kinds = [landing.kind for landing in await record.settled()]
+        assert kinds == ["waiting", "waiting"] and record.refused_polls == 0
 
         released_at = await buy_a_seat(first)
         # From here on the test only watches the third page: no click, no reload.
