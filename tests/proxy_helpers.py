@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
+from gatekeeper.asgi import ASGIApp
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.proxy.forwarder import ReverseProxy
 
@@ -233,20 +234,32 @@ class ThreadedServer:
 
 
 @asynccontextmanager
+async def serve_app(app: ASGIApp, *, websockets: bool = False) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn in the current loop as a proxy is served (lifespan on, no Date
+    or Server header of its own), WebSockets with `websockets`; yields its host:port once
+    started."""
+    sock = listen()
+    ws = "websockets-sansio" if websockets else "none"
+    server = uvicorn.Server(uvicorn.Config(app, **{**_COMMON_CONFIG, **PROXY_CONFIG, "ws": ws}))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    try:
+        yield f"127.0.0.1:{port_of(sock)}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@asynccontextmanager
 async def serve_proxy(
     proxy: ReverseProxy | str, settings: ProxySettings | None = None
 ) -> AsyncIterator[tuple[ReverseProxy, str]]:
     """Serve a ReverseProxy with uvicorn in the current loop; yields it and its base URL."""
     app = proxy if isinstance(proxy, ReverseProxy) else ReverseProxy(proxy, settings)
-    sock = listen()
-    server = uvicorn.Server(uvicorn.Config(app, **_COMMON_CONFIG, **PROXY_CONFIG))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield app, f"http://127.0.0.1:{port_of(sock)}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serve_app(app) as address:
+        yield app, f"http://{address}"
 
 
 @contextmanager

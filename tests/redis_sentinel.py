@@ -137,6 +137,13 @@ class SentinelRig:
             time.sleep(0.05)
         raise RuntimeError(f"no failover within {timeout_s} s; logs in {self.dir}")
 
+    def fail_over(self, old_port: int) -> int:
+        """A coordinated failover (`SENTINEL FAILOVER`: the old primary stays up, to be demoted
+        to a replica later): the new primary's port."""
+        with self.sentinel_client(self.sentinel_ports[0]) as sentinel:
+            sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
+        return self.wait_promoted(old_port)
+
     def stop(self) -> None:
         for proc in self.sentinels:
             if proc.poll() is None:

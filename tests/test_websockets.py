@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -34,7 +33,7 @@ from gatekeeper.store.base import Control, Mode, RoomPolicy, Store, Ticket
 from gatekeeper.store.memory import MemoryStore
 from tests.gate.harness import ENV, KEY, PROOF, CountingStore, gate_settings
 from tests.processes import gatekeeper_process
-from tests.proxy_helpers import MB, PROXY_CONFIG, listen, memory_kib, port_of
+from tests.proxy_helpers import MB, listen, memory_kib, serve_app
 
 COOKIE = "gk_session"
 API = "/api/waiting-room"
@@ -156,20 +155,25 @@ async def gate(
     )
     app = create_app(settings, store=store)
     assert isinstance(app, WaitingRoom)
-    sock = listen()
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", ws="websockets-sansio", **PROXY_CONFIG
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
+    async with serve_app(app, websockets=True) as address:
+        yield app, address
+
+
+@asynccontextmanager
+async def gate_process(
+    origin_url: str, tmp_path: Path, **env: str
+) -> AsyncIterator[tuple[str, int]]:
+    """A real `gatekeeper run --origin origin_url` (admitted visitors' cookies signed with KEY,
+    plain HTTP); its address and pid. Started from a thread: its readiness check waits on the
+    origin, which this loop serves."""
+    env = {**ENV, "WAITINGROOM_GATE_COOKIE_KEYS": KEY, "WAITINGROOM_GATE_COOKIE_SECURE": "false",
+           **env}  # fmt: skip
+    process = gatekeeper_process(["--origin", origin_url], env, tmp_path / "gate.log")
+    base, proc = await asyncio.to_thread(process.__enter__)
     try:
-        yield app, f"127.0.0.1:{port_of(sock)}"
+        yield urlsplit(base).netloc, proc.pid
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        process.__exit__(None, None, None)
 
 
 async def admitted_cookie(address: str, path: str = "/") -> str:
@@ -435,19 +439,10 @@ async def test_a_flood_to_a_slow_reader_is_held_back_by_the_origin_not_buffered(
     """50 MB in 64 KB frames to a client that stops reading: the origin's sends block (the
     gate reads the origin only as fast as the client reads), and the gate's RSS stays flat."""
     async with ws_origin(send_buffer=64 * 1024) as (origin, url):
-        env = {
-            **ENV,
-            "WAITINGROOM_GATE_COOKIE_KEYS": KEY,
-            "WAITINGROOM_GATE_COOKIE_SECURE": "false",
-            "WAITINGROOM_GATE_COOKIE_PASS_TTL": "1",
-        }
-        process = gatekeeper_process(["--origin", url], env, tmp_path / "gate.log")
-        # Started from a thread: its readiness check waits on the origin, served by this loop.
-        base, proc = await asyncio.to_thread(process.__enter__)
-        try:
-            address = urlsplit(base).netloc
+        pass_ttl = {"WAITINGROOM_GATE_COOKIE_PASS_TTL": "1"}
+        async with gate_process(url, tmp_path, **pass_ttl) as (address, pid):
             cookie = await admitted_cookie(address)
-            rss_before = memory_kib(proc.pid, "VmRSS")
+            rss_before = memory_kib(pid, "VmRSS")
             # The client's kernel buffer is small too: what piles up can only pile up in the gate.
             client = socket.create_connection(address.split(":"))  # type: ignore[arg-type]
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -455,7 +450,7 @@ async def test_a_flood_to_a_slow_reader_is_held_back_by_the_origin_not_buffered(
                 await asyncio.sleep(3)  # read nothing
                 stalled_at = origin.flood_sent
                 await asyncio.sleep(1)
-                rss_stalled = memory_kib(proc.pid, "VmRSS")
+                rss_stalled = memory_kib(pid, "VmRSS")
                 assert origin.flood_sent == stalled_at  # the origin is blocked
                 # What is in flight: kernel buffers of the gate's two sockets, a few frames.
                 assert stalled_at < 20 * MB
@@ -466,9 +461,7 @@ async def test_a_flood_to_a_slow_reader_is_held_back_by_the_origin_not_buffered(
                         if received % (4 * MB) == 0:
                             await asyncio.sleep(0.01)  # still a slowish reader
             assert received == origin.flood_sent == 50 * MB
-            rss_after = memory_kib(proc.pid, "VmRSS")
-        finally:
-            process.__exit__(None, None, None)
+            rss_after = memory_kib(pid, "VmRSS")
         # Every upgrade reached the origin with a proof of its session.
         assert all("X-Gatekeeper-Proof" in r.headers for r in origin.upgrades)
         assert rss_stalled - rss_before < 16 * 1024, (rss_before, rss_stalled)
@@ -479,16 +472,8 @@ async def test_a_client_message_over_the_bound_closes_with_1009(tmp_path: Path) 
     """`proxy.websocket-max-message` bounds what a client sends too (the server's
     `ws_max_size`): one byte over it closes the socket with 1009; at the bound it passes."""
     async with ws_origin() as (origin, url):
-        env = {
-            **ENV,
-            "WAITINGROOM_GATE_COOKIE_KEYS": KEY,
-            "WAITINGROOM_GATE_COOKIE_SECURE": "false",
-            "WAITINGROOM_PROXY_WEBSOCKET_MAX_MESSAGE": "4096",
-        }
-        process = gatekeeper_process(["--origin", url], env, tmp_path / "gate.log")
-        base, _ = await asyncio.to_thread(process.__enter__)
-        try:
-            address = urlsplit(base).netloc
+        bound = {"WAITINGROOM_PROXY_WEBSOCKET_MAX_MESSAGE": "4096"}
+        async with gate_process(url, tmp_path, **bound) as (address, _):
             cookie = await admitted_cookie(address)
             async with _socket(address, "/echo", cookie) as ws:
                 await ws.send(b"x" * 4096)
@@ -497,5 +482,3 @@ async def test_a_client_message_over_the_bound_closes_with_1009(tmp_path: Path) 
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        finally:
-            process.__exit__(None, None, None)

@@ -8,14 +8,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.proxy.forwarder import ReverseProxy
-from tests.proxy_helpers import PROXY_CONFIG, listen, port_of
+from tests.proxy_helpers import serve_app
 
 MAX_MESSAGE = ProxySettings().websocket_max_message
 
@@ -55,18 +54,8 @@ async def proxied() -> AsyncIterator[tuple[Origin, str]]:
     async with serve(origin.handler, "127.0.0.1", 0, compression=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         proxy = ReverseProxy(f"http://127.0.0.1:{port}")
-        sock = listen()
-        config = uvicorn.Config(
-            proxy, log_config=None, log_level="warning", ws="websockets-sansio", **PROXY_CONFIG
-        )
-        server_ = uvicorn.Server(config)
-        task = asyncio.create_task(server_.serve(sockets=[sock]))
-        try:
-            yield origin, f"ws://127.0.0.1:{port_of(sock)}"
-        finally:
-            server_.should_exit = True
-            await task
-            sock.close()
+        async with serve_app(proxy, websockets=True) as address:
+            yield origin, f"ws://{address}"
 
 
 async def _close_code(url: str) -> int | None:

@@ -160,9 +160,7 @@ async def test_a_replaced_primary_that_is_still_up_is_left_at_once(
     old = rig.primary.port
     replicated(rig)
     # A coordinated failover: the old primary stays up, as a replica (READONLY to writes).
-    with rig.sentinel_client(rig.sentinel_ports[0]) as sentinel:
-        sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
-    new = rig.wait_promoted(old)
+    new = rig.fail_over(old)
     # Sentinel demotes the old primary only about ten seconds later; until then it would take
     # writes and lose them. The store leaves it on Sentinel's +switch-master, at once.
     deadline = time.monotonic() + 2
@@ -191,9 +189,7 @@ async def test_a_demoted_primary_costs_at_most_one_failed_call(
     watch = getattr(store._redis, "switch_watch", None)
     assert watch is not None
     watch.on_switch = None
-    with rig.sentinel_client(rig.sentinel_ports[0]) as sentinel:
-        sentinel.execute_command("SENTINEL", "FAILOVER", "mymaster")
-    new = rig.wait_promoted(old)
+    new = rig.fail_over(old)
     deadline = time.monotonic() + 30
     while role(rig, old) != "slave":
         assert time.monotonic() < deadline
