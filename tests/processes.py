@@ -38,19 +38,34 @@ def gatekeeper_process(
             command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log_file
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
     try:
-        while True:
-            try:
-                if httpx.get(base + ready, timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gatekeeper run did not come up:\n{log.read_text()}")
-            time.sleep(0.05)
+        wait_until_ready(proc, base + ready, log, "gatekeeper run")
         yield base, proc
     finally:
         if proc.poll() is None:
             proc.kill()
+        proc.wait()
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, what: str) -> None:
+    """Until `url` answers 200; the test fails with `log` when `proc` exits or 20 s pass."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not come up:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still there after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
         proc.wait()

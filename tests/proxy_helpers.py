@@ -21,6 +21,7 @@ import uvicorn
 from gatekeeper.asgi import ASGIApp
 from gatekeeper.config.settings import ProxySettings
 from gatekeeper.proxy.forwarder import ReverseProxy
+from tests.processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
@@ -272,12 +273,7 @@ def spawn_proxy(origin: str, **settings: Any) -> Iterator[tuple[int, int]]:
     try:
         yield child.pid, port_of(sock)
     finally:
-        child.terminate()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop(child)
         sock.close()
 
 

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from examples import middleware_starlette
 from gatekeeper.app import WaitingRoom
 from gatekeeper.ids import room_of
 from tests.gate.harness import lifespan
+from tests.processes import stop, wait_until_ready
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,24 +66,10 @@ def served(app: str, log: Path) -> Iterator[str]:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=log_file)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/_gatekeeper/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{app} did not come up:\n{log.read_text()}")
-            time.sleep(0.05)
+        wait_until_ready(proc, f"{base}/_gatekeeper/readyz", log, app)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def shop_through_the_gate(base: str, title: str) -> httpx.Cookies:
