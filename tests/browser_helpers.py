@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
-from gatekeeper.asgi import ASGIApp, Receive, Scope, Send
+from gatekeeper.asgi import ASGIApp, Receive, Scope, Send, read_body
 from gatekeeper.gate.proof import verify_proof
 from tests.redis_server import free_port
 
@@ -312,12 +312,7 @@ class Shop:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(scope, receive, 1 << 20)
         headers = {k.decode(): v.decode("latin-1") for k, v in scope["headers"]}
         seen = {
             "method": scope["method"],
