@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Protocol
@@ -56,23 +57,14 @@ def without_parameter(query: bytes, name: bytes) -> bytes:
     return b"&".join(p for p in query.split(b"&") if p.partition(b"=")[0] != name)
 
 
-# Browsers and clients send a few distinct Accept headers: their answers are remembered (short
-# ones only, a bounded number).
-_ACCEPT_REMEMBERED = 512
+# Accept headers up to this long have their answer remembered (`_ranked`): browsers and
+# clients send a few distinct ones.
 _ACCEPT_MAX_LEN = 512
-_accept_answers: dict[bytes, bool] = {}
 
 
 def prefers_json(accept: bytes) -> bool:
     """Whether Accept ranks application/json above text/html: by q, then by position."""
-    found = _accept_answers.get(accept)
-    if found is None:
-        found = _rank_json(accept)
-        if len(accept) <= _ACCEPT_MAX_LEN:
-            if len(_accept_answers) >= _ACCEPT_REMEMBERED:
-                _accept_answers.clear()
-            _accept_answers[accept] = found
-    return found
+    return _ranked(accept) if len(accept) <= _ACCEPT_MAX_LEN else _rank_json(accept)
 
 
 def _rank_json(accept: bytes) -> bool:
@@ -87,6 +79,9 @@ def _rank_json(accept: bytes) -> bool:
             ranks[media] = (quality, -position)
     as_json = ranks.get(b"application/json", (0.0, 0))
     return as_json[0] > 0 and as_json > ranks.get(b"text/html", (0.0, 0))
+
+
+_ranked = functools.lru_cache(maxsize=512)(_rank_json)
 
 
 def wants_json(scope: Scope) -> bool:

@@ -19,9 +19,13 @@ def test_json_wins_by_quality_then_by_position() -> None:
 
 
 def test_remembered_answers_stay_bounded_and_long_headers_are_not_kept() -> None:
-    for i in range(3 * asgi._ACCEPT_REMEMBERED):
+    bound = asgi._ranked.cache_info().maxsize
+    assert bound is not None
+    for i in range(3 * bound):
         assert prefers_json(b"application/json, x/%d" % i)
-        assert len(asgi._accept_answers) <= asgi._ACCEPT_REMEMBERED
+        assert asgi._ranked.cache_info().currsize <= bound
+    before = asgi._ranked.cache_info()
     giant = b"text/html," + b"x" * 1_000_000
     assert not prefers_json(giant) and not prefers_json(giant)
-    assert giant not in asgi._accept_answers
+    after = asgi._ranked.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # never asked, never kept

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadData, TimestampSigner
+from itsdangerous.encoding import want_bytes
 
 from gatekeeper.errors import ConfigError
 from gatekeeper.ids import room_of
@@ -62,14 +63,12 @@ class _ClockedSigner(TimestampSigner):
         # itsdangerous derives a key from the secret and salt on every sign and check: one
         # HMAC per call that gives the same answer for the life of the keys.
         self._derived = {key: super(_ClockedSigner, self).derive_key(key) for key in keys}
-        self._newest = self._derived[keys[-1]]
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         """The key derived from `secret_key` (default: the newest), worked out once."""
-        if secret_key is None:
-            return self._newest
-        found = self._derived.get(secret_key if isinstance(secret_key, bytes) else b"")
-        return found if found is not None else super().derive_key(secret_key)
+        key = self.secret_keys[-1] if secret_key is None else want_bytes(secret_key)
+        found = self._derived.get(key)
+        return found if found is not None else super().derive_key(key)
 
     def get_timestamp(self) -> int:
         """Whole seconds from the injected clock."""

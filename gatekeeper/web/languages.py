@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -165,23 +166,19 @@ class _Rule:
     forced: str
 
 
-# Accept-Language headers whose best match is remembered.
-_MATCHES_MAX = 1024
-
-
 class LanguagePolicy:
     """Chooses each page's language from the gate's and the rooms' settings; every configured
     tag is checked against the catalogues when it is built (at startup)."""
 
     def __init__(self, settings: Settings, available: Collection[str]) -> None:
         self._available = {tag.lower(): tag for tag in available}
+        self._offered = tuple(self._available.items())
         gate = settings.gate
         self._gate = _Rule(
             self._resolve("gate.language", gate.language),
             self._resolve("gate.force-language", gate.force_language),
         )
         self._rooms: dict[str, _Rule] = {}
-        self._matches: dict[bytes, str] = {}
         for room, override in settings.rooms.overrides.items():
             key = f"rooms.overrides.{room}"
             default, forced = self._gate.default, self._gate.forced
@@ -208,13 +205,12 @@ class LanguagePolicy:
         rule = self._rooms.get(room, self._gate) if room is not None else self._gate
         if rule.forced:
             return Choice(rule.forced, negotiated=False)
-        key = (accept_language or b"")[: MAX_HEADER_CHARS + 1]  # all that parsing reads
-        found = self._matches.get(key)
-        if found is None:
-            # Browsers send a few distinct headers; anything else is bounded all the same.
-            if len(self._matches) >= _MATCHES_MAX:
-                self._matches.clear()
-            found = self._matches[key] = (
-                best_match(parse_accept_language(accept_language), self._available) or ""
-            )
-        return Choice(found or rule.default, negotiated=True)
+        # Remembered by the part that parsing reads: browsers send a few distinct headers.
+        header = (accept_language or b"")[: MAX_HEADER_CHARS + 1]
+        return Choice(_negotiated(header, self._offered) or rule.default, negotiated=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _negotiated(header: bytes, offered: tuple[tuple[str, str], ...]) -> str | None:
+    """The best of `offered` (lower-case tag, tag) for an Accept-Language header."""
+    return best_match(parse_accept_language(header), dict(offered))

@@ -3,6 +3,7 @@ visitor's language (see docs/pages.md)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from enum import Enum
@@ -133,18 +134,23 @@ class Notice(Enum):
         self.message = message
 
 
-def message_html(message: str) -> str:
+_MESSAGE = {"id": "gk-message", "class": "gk-message", "role": "status"}
+_NO_MESSAGE = element("p", {**_MESSAGE, "hidden": ""})
+
+
+def _message_html(message: str) -> str:
     """The operator's message to the room; always there (hidden when empty), so the page's
     script can show a message that comes."""
-    if not message:
-        return _NO_MESSAGE
-    attrs = {"id": "gk-message", "class": "gk-message", "role": "status"}
-    return element("p", attrs, escape(message))
+    return element("p", _MESSAGE, escape(message)) if message else _NO_MESSAGE
 
 
-_NO_MESSAGE = element(
-    "p", {"id": "gk-message", "class": "gk-message", "role": "status", "hidden": ""}
-)
+@functools.lru_cache(maxsize=256)
+def _after_texts(words: Catalogue, seconds: int) -> dict[str, str]:
+    """The escaped "try again in" texts for `seconds` (a few values of poll-after)."""
+    return {
+        "refresh_text": escape(describe_after(seconds, words), quote=True),
+        "noscript_text": escape(words.plural("waiting.noscript", seconds), quote=True),
+    }
 
 
 class PageRenderer:
@@ -182,7 +188,6 @@ class PageRenderer:
             origin = unavailable_template_path
             self._unavailable = compile_template(text, UNAVAILABLE_PLACEHOLDERS, origin)
         self._waiting_by_words: dict[tuple[str, str, str], Compiled] = {}
-        self._after_texts: dict[tuple[str, int], dict[str, str]] = {}
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -214,11 +219,11 @@ class PageRenderer:
         escaped["refresh_seconds"] = str(refresh)
         joined = view.joined_position
         escaped["joined_position"] = "" if joined is None else str(joined)
-        escaped |= self._after(w, refresh)
+        escaped |= _after_texts(w, refresh)
         escaped["progress_attrs"] = progress_attrs(position or 0, view.joined_position)
         escaped["challenge"] = challenge_html(view, w)
         escaped["prequeue"] = prequeue_html(view, w)
-        escaped["message"] = message_html(view.message)
+        escaped["message"] = _message_html(view.message)
         return fill(self._prefilled(w, title or w.text("waiting.title"), view), escaped)
 
     def _prefilled(self, w: Catalogue, title: str, view: WaitingView) -> Compiled:
@@ -245,19 +250,6 @@ class PageRenderer:
         if len(self._waiting_by_words) >= _PREFILLED_MAX:
             self._waiting_by_words.clear()
         found = self._waiting_by_words[key] = prefill(self._waiting, escaped)
-        return found
-
-    def _after(self, w: Catalogue, seconds: int) -> dict[str, str]:
-        """The escaped "try again in" texts for `seconds` (a few values of poll-after)."""
-        key = (w.tag, seconds)
-        found = self._after_texts.get(key)
-        if found is None:
-            if len(self._after_texts) >= _PREFILLED_MAX:
-                self._after_texts.clear()
-            found = self._after_texts[key] = {
-                "refresh_text": escape(describe_after(seconds, w), quote=True),
-                "noscript_text": escape(w.plural("waiting.noscript", seconds), quote=True),
-            }
         return found
 
     def render_unavailable(self, retry_after_s: int, language: str = "en") -> bytes:

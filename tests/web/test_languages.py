@@ -10,11 +10,11 @@ from gatekeeper.config import Settings, load_config
 from gatekeeper.errors import ConfigError
 from gatekeeper.web.catalogues import load_catalogues
 from gatekeeper.web.languages import (
-    _MATCHES_MAX,
     MAX_HEADER_CHARS,
     MAX_RANGES,
     Direction,
     LanguagePolicy,
+    _negotiated,
     best_match,
     format_number,
     parse_accept_language,
@@ -138,13 +138,17 @@ def test_the_policy_falls_back_to_the_configured_default() -> None:
 
 def test_the_matches_remembered_stay_bounded_under_a_flood_of_headers() -> None:
     policy = LanguagePolicy(settings(), TAGS)
-    for i in range(3 * _MATCHES_MAX):
+    bound = _negotiated.cache_info().maxsize
+    assert bound is not None
+    for i in range(3 * bound):
         assert policy.choose(None, b"de;q=0.%d, x-%d" % (i % 9 + 1, i)).tag == "de"
-        assert len(policy._matches) <= _MATCHES_MAX
-    # A header past what parsing reads is remembered by that part only.
+        assert _negotiated.cache_info().currsize <= bound
+    # A header past what parsing reads is remembered by that part only: the same entry.
     giant = b"fr," + b"x" * 1_000_000
     assert policy.choose(None, giant).tag == "fr"
-    assert max(map(len, policy._matches)) <= MAX_HEADER_CHARS + 1
+    hits = _negotiated.cache_info().hits
+    assert policy.choose(None, giant[: MAX_HEADER_CHARS + 1] + b"y").tag == "fr"
+    assert _negotiated.cache_info().hits == hits + 1
 
 
 def test_a_forced_language_ignores_the_browser() -> None:
