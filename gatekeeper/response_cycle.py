@@ -1,41 +1,147 @@
-"""uvicorn's request-response cycle answering in one write: the head leaves with the body."""
+"""One request and its answer on a connection: the ASGI `receive` and `send` of `server`.
+
+What uvicorn's request-response cycle does, with less per request: the head waits for the
+first body message and leaves with it in one write (or at the end of the loop turn, for an app
+that streams), header names and values are checked in one regex pass each, and the state is
+slots.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from logging import Logger
+from typing import Protocol
 
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
+from uvicorn.server import ServerState
 
-from gatekeeper.asgi import Message
+from gatekeeper.asgi import ASGIApp, Headers, Message, Scope
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DISCONNECT: Message = {"type": "http.disconnect"}
+# A body this large leaves in its own write: joining it to the head would copy it.
+_JOIN_BELOW = 65_536
 
 
-class OneWriteCycle(RequestResponseCycle):
-    """uvicorn's request-response cycle, answering in fewer writes: the head waits for the
-    first body message and leaves with it in one write (or at the end of the loop turn, for
-    an app that streams), and header names and values are checked in one regex pass each."""
+def _nothing() -> None:
+    pass
 
-    _pending = b""
 
-    async def send(self, message: Message) -> None:  # type: ignore[override]
-        if self.response_started or self.access_log or message["type"] != "http.response.start":
-            if self._pending:
-                await self._send_body(message)
+class Connection(Protocol):
+    """What a cycle uses of the connection it answers on (`server`'s protocol)."""
+
+    transport: asyncio.Transport
+    flow: FlowControl
+    loop: asyncio.AbstractEventLoop
+    logger: Logger
+    server_state: ServerState
+
+    def on_response_complete(self) -> None: ...
+
+
+class ResponseCycle:
+    """The state of one request and its answer (uvicorn's `RequestResponseCycle` names, which
+    the protocol and uvicorn's connection handling use)."""
+
+    __slots__ = (
+        "scope", "transport", "flow", "loop", "logger", "default_headers", "message_event",
+        "waiting_for_100_continue", "keep_alive", "on_response", "disconnected", "body",
+        "more_body", "response_started", "response_complete", "chunked_encoding",
+        "expected_content_length", "_pending",
+    )  # fmt: skip
+
+    def __init__(self, protocol: Connection, scope: Scope, keep_alive: bool, expect: bool) -> None:
+        self.scope = scope
+        self.transport = protocol.transport
+        self.flow = protocol.flow
+        self.loop = protocol.loop
+        self.logger: Logger = protocol.logger
+        self.default_headers: Headers = protocol.server_state.default_headers
+        self.message_event = asyncio.Event()
+        self.waiting_for_100_continue = expect
+        self.keep_alive = keep_alive
+        self.on_response: Callable[[], None] = protocol.on_response_complete
+        self.disconnected = False
+        self.body = b""
+        self.more_body = True
+        self.response_started = False
+        self.response_complete = False
+        self.chunked_encoding: bool | None = None
+        self.expected_content_length = 0
+        self._pending = b""
+
+    async def run_asgi(self, app: ASGIApp) -> None:
+        """Run the app on this request; an error before the answer began is a 500."""
+        try:
+            result = await app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self._send_500()
             else:
-                await super().send(message)  # type: ignore[arg-type]
-            return
+                self.transport.close()
+        else:
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self._send_500()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.on_response = _nothing
+
+    async def _send_500(self) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
+                   (b"connection", b"close")]  # fmt: skip
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await self.send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+    async def receive(self) -> Message:
+        """The request's body, as it arrives; `http.disconnect` once the answer is complete
+        or the client gone."""
+        if self.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(_CONTINUE)
+            self.waiting_for_100_continue = False
+        if not self.disconnected and not self.response_complete:
+            self.flow.resume_reading()
+            event = self.message_event
+            if not event.is_set():
+                await event.wait()
+            event.clear()
+        if self.disconnected or self.response_complete:
+            return _DISCONNECT
+        body, self.body = self.body, b""
+        return {"type": "http.request", "body": body, "more_body": self.more_body}
+
+    async def send(self, message: Message) -> None:
+        """Write the answer: the head with the first body message, the body as it comes."""
         if self.flow.write_paused and not self.disconnected:
             await self.flow.drain()
         if self.disconnected:
             return
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        self._pending = self._head(message)
-        asyncio.get_running_loop().call_soon(self._flush)
+        kind = message["type"]
+        if not self.response_started:
+            if kind != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got '{kind}'."
+                )
+            self.response_started = True
+            self.waiting_for_100_continue = False
+            self._pending = self._head(message)
+            self.loop.call_soon(self._flush)
+        elif self.response_complete:
+            raise RuntimeError(
+                f"Unexpected ASGI message '{kind}' sent, after response already completed."
+            )
+        elif kind != "http.response.body":
+            raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
+        else:
+            self._write_body(message.get("body", b""), message.get("more_body", False))
 
     def _head(self, message: Message) -> bytes:
         """The response head, with uvicorn's checks and framing decisions."""
@@ -75,24 +181,25 @@ class OneWriteCycle(RequestResponseCycle):
         if head and not self.transport.is_closing():
             self.transport.write(head)
 
-    async def _send_body(self, message: Message) -> None:
-        """The first body message: a framed-by-length one leaves with the pending head in one
-        write; anything else after the head, as uvicorn sends it."""
-        body: bytes = message.get("body", b"")
-        if (
-            message["type"] != "http.response.body"
-            or self.chunked_encoding
-            or self.scope["method"] == "HEAD"
-            or len(body) > self.expected_content_length
-            or self.flow.write_paused
-            or self.disconnected
-        ):
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            body = b""
+        elif self.chunked_encoding:
+            chunk = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            body = chunk if more_body else chunk + b"0\r\n\r\n"
+        elif len(body) > self.expected_content_length:
             self._flush()
-            return await super().send(message)  # type: ignore[arg-type]
+            raise RuntimeError("Response content longer than Content-Length")
+        else:
+            self.expected_content_length -= len(body)
         head, self._pending = self._pending, b""
-        self.expected_content_length -= len(body)
-        self.transport.write(head + body if body else head)
-        if not message.get("more_body", False):
+        if head and len(body) >= _JOIN_BELOW:
+            self.transport.write(head)
+            head = b""
+        if head or body:
+            self.transport.write(head + body if head else body)
+        if not more_body:
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")
             self.response_complete = True

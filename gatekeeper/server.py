@@ -21,7 +21,7 @@ import resource
 import socket
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvicorn
@@ -29,10 +29,10 @@ from uvicorn.config import LOG_LEVELS
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gatekeeper.asgi import ASGIApp
+from gatekeeper.asgi import ASGIApp, Scope
 from gatekeeper.config.settings import Settings
 from gatekeeper.proxy.forwarder import DISCONNECT
-from gatekeeper.response_cycle import OneWriteCycle
+from gatekeeper.response_cycle import ResponseCycle
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 # What a request line and a header line add beyond their text (": ", CRLF, spaces, version).
@@ -112,8 +112,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._reject(431, "request head too large")
 
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = self._extensions
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        scope: Scope = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1", "server": self.server, "client": self.client,
+            "scheme": self.scheme, "root_path": self.root_path, "headers": self.headers,
+            "state": self.app_state.copy(), "extensions": self._extensions,
+        }  # fmt: skip
+        self.scope = scope  # type: ignore[assignment]
         self._awaiting_head = True
 
     def on_headers_complete(self) -> None:
@@ -134,8 +142,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._start_cycle()
 
     def _start_cycle(self) -> None:
-        """uvicorn's on_headers_complete, with `OneWriteCycle` as the request-response cycle."""
-        parser, scope = self.parser, self.scope
+        """uvicorn's on_headers_complete, with `ResponseCycle` as the request-response cycle."""
+        parser, scope = self.parser, cast(Scope, self.scope)
         http_version = parser.get_http_version()
         scope["method"] = parser.get_method().decode("ascii")
         if http_version != "1.1":
@@ -147,8 +155,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         path = raw_path.decode("ascii")
         if "%" in path:
             path = urllib.parse.unquote(path)
-        scope["path"] = self.root_path + path
-        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        root = self.root_path
+        scope["path"] = root + path if root else path
+        scope["raw_path"] = root.encode("ascii") + raw_path if root else raw_path
         scope["query_string"] = parsed.query or b""
         app = self.app
         cap = self.limit_concurrency
@@ -157,18 +166,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.warning("Exceeded concurrency limit.")
         existing = self.cycle
         keep_alive = http_version != "1.0" and parser.should_keep_alive()
-        # uvicorn's RequestResponseCycle arguments, in its order.
-        self.cycle = OneWriteCycle(
-            scope, self.transport, self.flow, self.logger, self.access_logger, self.access_log,
-            self.server_state.default_headers, asyncio.Event(), self.expect_100_continue,
-            keep_alive, self.on_response_complete,
-        )  # fmt: skip
+        cycle = ResponseCycle(self, scope, keep_alive, self.expect_100_continue)
+        self.cycle = cycle  # type: ignore[assignment]
         if existing is None or existing.response_complete:
-            self._start_asgi_task(self.cycle, app)
+            self._start_asgi_task(cycle, app)
         else:
             # Pipelined requests wait for the one before them.
             self.flow.pause_reading()
-            self.pipeline.appendleft((self.cycle, app))
+            self.pipeline.appendleft((cycle, app))  # type: ignore[arg-type]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     # Keep-alive: one timer per connection, re-armed when it fires early (uvicorn: one per answer).
     _idle_since: float | None = None
