@@ -241,3 +241,44 @@ def test_nginx_keeps_upstream_connections_alive(counted: Counted):
         f"to gatekeeper for {n} and {6 * n} requests (asked to close: origin "
         f"{origin.closes_asked}, gatekeeper {gate.closes_asked})"
     )
+
+
+def test_nginx_follows_a_changed_decision_once_the_cached_one_expires(tmp_path: Path):
+    """The decision cache keeps its files open (open_file_cache); a decision nginx fetched
+    anew replaces the file, and nginx reads the new one, not the one it kept open."""
+    decision = {"status": 200}
+
+    def gate(path: str, cookie: str) -> tuple[int, dict[str, str], bytes]:
+        if path == "/_gatekeeper/auth":
+            return decision["status"], {"X-Accel-Expires": "1"}, b""
+        return 200, {"Content-Type": "text/html"}, b"you are in line"
+
+    origin, gatekeeper = Upstream(origin_answer), Upstream(gate)
+    for server in (origin, gatekeeper):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    ports = {"origin": origin.server_port, "gate": gatekeeper.server_port, "nginx": free_port()}
+    log = tmp_path / "nginx.log"
+    try:
+        with log.open("wb") as out:
+            proc = subprocess.Popen(nginx_command(tmp_path, ports), stdout=out, stderr=out)
+            try:
+                base = f"http://127.0.0.1:{ports['nginx']}"
+                wait_http(f"{base}/_gatekeeper/healthz", proc, log)
+                with httpx.Client(base_url=base, headers={"cookie": "gk_session=s1"}) as client:
+                    for _ in range(20):  # cached: the file is opened once and kept
+                        assert client.get("/seats").text == "<title>seat map</title>"
+                    decision["status"] = 401  # the pass was revoked
+                    deadline = time.monotonic() + 10
+                    while client.get("/seats").text != "you are in line":
+                        assert time.monotonic() < deadline, "nginx kept the expired decision"
+                        time.sleep(0.1)
+                    decision["status"] = 200  # and back: the third file is read as well
+                    while client.get("/seats").text != "<title>seat map</title>":
+                        assert time.monotonic() < deadline, "nginx kept the second decision"
+                        time.sleep(0.1)
+            finally:
+                stop(proc)
+    finally:
+        for server in (origin, gatekeeper):
+            server.shutdown()
+            server.server_close()
