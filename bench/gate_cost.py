@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+from bench.callgrind import per_request
 from gatekeeper.app import WaitingRoom
 from gatekeeper.asgi import Message, Receive, Scope, Send
 from gatekeeper.config import load_config
@@ -92,23 +88,9 @@ async def calls(which: str, n: int) -> None:
         await per_request_us(gate if which == "gate" else app, scope, n)
 
 
-def instructions(which: str, n: int) -> int:
-    """Instructions callgrind counts for a whole run of `n` calls."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-               "-m", "bench.gate_cost", "--calls", which, "--requests", str(n)]  # fmt: skip
-        subprocess.run(cmd, check=True, capture_output=True)
-        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
-        return int(totals[0].split()[1])
-
-
 def count_instructions(requests: int) -> None:
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    short, long = requests // 5, requests
     per = {
-        which: (instructions(which, long) - instructions(which, short)) / (long - short)
+        which: per_request("bench.gate_cost", ["--calls", which], requests)
         for which in ("gate", "app")
     }
     print(f"gate around a no-op app: {per['gate']:,.0f} instructions/request; "

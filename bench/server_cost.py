@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -27,6 +22,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from bench.callgrind import per_request
 from bench.targets import bare
 from gatekeeper.server import LimitedHttpToolsProtocol
 
@@ -95,23 +91,9 @@ async def per_request_us(which: str, requests: int) -> float:
     return spent / (turns * CONNECTIONS) * 1e6
 
 
-def instructions(which: str, n: int) -> int:
-    """Instructions callgrind counts for a whole run of `n` requests."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-               "-m", "bench.server_cost", "--once", which, "--requests", str(n)]  # fmt: skip
-        subprocess.run(cmd, check=True, capture_output=True)
-        totals = [line for line in out.read_text().splitlines() if line.startswith("totals:")]
-        return int(totals[0].split()[1])
-
-
 def count_instructions(requests: int) -> None:
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
-    short, long = requests // 5, requests
     for which in PROTOCOLS:
-        per = (instructions(which, long) - instructions(which, short)) / (long - short)
+        per = per_request("bench.server_cost", ["--once", which], requests)
         print(f"{which}: {per:,.0f} instructions per request")
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -195,27 +196,33 @@ class Counted:
     gate: Upstream
 
 
-@pytest.fixture
-def counted(tmp_path: Path) -> Iterator[Counted]:
-    """nginx on the example config in front of an origin and a gatekeeper that count
-    the connections they accepted."""
-    origin, gate = Upstream(origin_answer), Upstream(gate_answer)
-    for server in (origin, gate):
+@contextmanager
+def nginx_in_front(tmp_path: Path, gate: Answer) -> Iterator[Counted]:
+    """nginx on the example config in front of stand-ins for the origin and for gatekeeper
+    (answering with `gate`), which count the connections they accepted."""
+    origin, gatekeeper = Upstream(origin_answer), Upstream(gate)
+    for server in (origin, gatekeeper):
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    ports = {"origin": origin.server_port, "gate": gate.server_port, "nginx": free_port()}
+    ports = {"origin": origin.server_port, "gate": gatekeeper.server_port, "nginx": free_port()}
     log = tmp_path / "nginx.log"
     try:
         with log.open("wb") as out:
             proc = subprocess.Popen(nginx_command(tmp_path, ports), stdout=out, stderr=out)
             try:
                 wait_http(f"http://127.0.0.1:{ports['nginx']}/_gatekeeper/healthz", proc, log)
-                yield Counted(f"http://127.0.0.1:{ports['nginx']}", origin, gate)
+                yield Counted(f"http://127.0.0.1:{ports['nginx']}", origin, gatekeeper)
             finally:
                 stop(proc)
     finally:
-        for server in (origin, gate):
+        for server in (origin, gatekeeper):
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> Iterator[Counted]:
+    with nginx_in_front(tmp_path, gate_answer) as found:
+        yield found
 
 
 def test_nginx_keeps_upstream_connections_alive(counted: Counted):
@@ -253,32 +260,18 @@ def test_nginx_follows_a_changed_decision_once_the_cached_one_expires(tmp_path: 
             return decision["status"], {"X-Accel-Expires": "1"}, b""
         return 200, {"Content-Type": "text/html"}, b"you are in line"
 
-    origin, gatekeeper = Upstream(origin_answer), Upstream(gate)
-    for server in (origin, gatekeeper):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    ports = {"origin": origin.server_port, "gate": gatekeeper.server_port, "nginx": free_port()}
-    log = tmp_path / "nginx.log"
-    try:
-        with log.open("wb") as out:
-            proc = subprocess.Popen(nginx_command(tmp_path, ports), stdout=out, stderr=out)
-            try:
-                base = f"http://127.0.0.1:{ports['nginx']}"
-                wait_http(f"{base}/_gatekeeper/healthz", proc, log)
-                with httpx.Client(base_url=base, headers={"cookie": "gk_session=s1"}) as client:
-                    for _ in range(20):  # cached: the file is opened once and kept
-                        assert client.get("/seats").text == "<title>seat map</title>"
-                    decision["status"] = 401  # the pass was revoked
-                    deadline = time.monotonic() + 10
-                    while client.get("/seats").text != "you are in line":
-                        assert time.monotonic() < deadline, "nginx kept the expired decision"
-                        time.sleep(0.1)
-                    decision["status"] = 200  # and back: the third file is read as well
-                    while client.get("/seats").text != "<title>seat map</title>":
-                        assert time.monotonic() < deadline, "nginx kept the second decision"
-                        time.sleep(0.1)
-            finally:
-                stop(proc)
-    finally:
-        for server in (origin, gatekeeper):
-            server.shutdown()
-            server.server_close()
+    with (
+        nginx_in_front(tmp_path, gate) as stack,
+        httpx.Client(base_url=stack.nginx, headers={"cookie": "gk_session=s1"}) as client,
+    ):
+        for _ in range(20):  # cached: the file is opened once and kept
+            assert client.get("/seats").text == "<title>seat map</title>"
+        decision["status"] = 401  # the pass was revoked
+        deadline = time.monotonic() + 10
+        while client.get("/seats").text != "you are in line":
+            assert time.monotonic() < deadline, "nginx kept the expired decision"
+            time.sleep(0.1)
+        decision["status"] = 200  # and back: the third file is read as well
+        while client.get("/seats").text != "<title>seat map</title>":
+            assert time.monotonic() < deadline, "nginx kept the second decision"
+            time.sleep(0.1)
