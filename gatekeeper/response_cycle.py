@@ -15,6 +15,7 @@ from typing import Protocol
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HEADER_RE, HEADER_VALUE_RE, STATUS_LINE
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.server import ServerState
 
 from gatekeeper.asgi import ASGIApp, Headers, Message, Scope
@@ -36,6 +37,8 @@ class Connection(Protocol):
     flow: FlowControl
     loop: asyncio.AbstractEventLoop
     logger: Logger
+    access_logger: Logger
+    access_log: bool
     server_state: ServerState
 
     def on_response_complete(self) -> None: ...
@@ -46,7 +49,8 @@ class ResponseCycle:
     the protocol and uvicorn's connection handling use)."""
 
     __slots__ = (
-        "scope", "transport", "flow", "loop", "logger", "default_headers", "message_event",
+        "scope", "transport", "flow", "loop", "logger", "access_logger", "default_headers",
+        "message_event",
         "waiting_for_100_continue", "keep_alive", "on_response", "disconnected", "body",
         "more_body", "response_started", "response_complete", "chunked_encoding",
         "expected_content_length", "_pending",
@@ -58,6 +62,8 @@ class ResponseCycle:
         self.flow = protocol.flow
         self.loop = protocol.loop
         self.logger: Logger = protocol.logger
+        # uvicorn's access line, when its access log is on (`gatekeeper run` at info or below).
+        self.access_logger = protocol.access_logger if protocol.access_log else None
         self.default_headers: Headers = protocol.server_state.default_headers
         self.message_event = asyncio.Event()
         self.waiting_for_100_continue = expect
@@ -132,6 +138,8 @@ class ResponseCycle:
                 )
             self.response_started = True
             self.waiting_for_100_continue = False
+            if self.access_logger is not None:
+                self._log_access(self.access_logger, message["status"])
             self._pending = self._head(message)
             self.loop.call_soon(self._flush)
         elif self.response_complete:
@@ -142,6 +150,14 @@ class ResponseCycle:
             raise RuntimeError(f"Expected ASGI message 'http.response.body', but got '{kind}'.")
         else:
             self._write_body(message.get("body", b""), message.get("more_body", False))
+
+    def _log_access(self, logger: Logger, status: int) -> None:
+        scope = self.scope
+        client = get_client_addr(scope)  # type: ignore[arg-type]
+        path = get_path_with_query_string(scope)  # type: ignore[arg-type]
+        logger.info(
+            '%s - "%s %s HTTP/%s" %d', client, scope["method"], path, scope["http_version"], status
+        )
 
     def _head(self, message: Message) -> bytes:
         """The response head, with uvicorn's checks and framing decisions."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -182,3 +183,24 @@ def test_the_automatic_connection_cap_leaves_room_for_the_pools() -> None:
     reserve = auto.proxy.pool_size + auto.redis.pool_size + 64
     assert connection_cap(auto) == max(64, soft - reserve)
     assert connection_cap(Settings(server=ServerSettings(max_connections=50))) == 50
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_each_answer_has_an_access_line_at_info_and_none_above(
+    origin: tuple[CountingOrigin, str], tmp_path: Path, level: str
+) -> None:
+    log = tmp_path / "gatekeeper.log"
+    env = {"WAITINGROOM_GATE_COOKIE_SECURE": "false", "WAITINGROOM_SERVER_LOG_FORMAT": "json"}
+    args = ["--origin", origin[1], "--log-level", level]
+    with gatekeeper_process(args, env, log, "/_gatekeeper/healthz") as (base, _):
+        assert httpx.get(f"{base}/seats?row=7").status_code == 200
+        assert httpx.get(f"{base}/_gatekeeper/nothing-here").status_code == 404
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("event") == "access"]
+    if level == "warning":
+        assert access == []
+        return
+    seen = {(line["method"], line["path"], line["status"]) for line in access}
+    assert ("GET", "/seats?row=7", 200) in seen
+    assert ("GET", "/_gatekeeper/nothing-here", 404) in seen
+    assert all(line["client"].startswith("127.0.0.1:") for line in access)
