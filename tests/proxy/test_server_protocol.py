@@ -1,5 +1,6 @@
-"""gatekeeper.server's protocol: one write for a head and its body, streaming kept, the
-disconnect hook the proxy uses instead of a watcher task."""
+"""gatekeeper.server's protocol and its request-response cycle: one write for a head and its
+body, streaming kept, the disconnect hook the proxy uses instead of a watcher task, and the
+HTTP/1.1 rules the cycle keeps (100-continue, pipelining, HEAD, framing, closing)."""
 
 from __future__ import annotations
 
