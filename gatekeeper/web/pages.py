@@ -88,8 +88,8 @@ NOTICE_PLACEHOLDERS = _PAGE | {
 CLOSED_PLACEHOLDERS = _PAGE | {"title", "message", "thanks_text"}
 """Every `${name}` the closed page may use: a final answer, it neither reloads nor polls."""
 
-# Waiting pages prefilled with what is the same for every visitor of a language and title; a
-# handful in practice (languages × rooms with a title of their own), bounded all the same.
+# Waiting pages prefilled with what is the same for every visitor of a language and title
+# (languages × rooms with a title of their own), bounded all the same.
 _PREFILLED_MAX = 256
 
 
@@ -187,7 +187,8 @@ class PageRenderer:
             text = read_template(unavailable_template_path)
             origin = unavailable_template_path
             self._unavailable = compile_template(text, UNAVAILABLE_PLACEHOLDERS, origin)
-        self._waiting_by_words: dict[tuple[str, str, str], Compiled] = {}
+        # One prefilled page per language, title and asset prefix: a handful in practice.
+        self._prefilled = functools.lru_cache(maxsize=_PREFILLED_MAX)(self._prefill)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -224,21 +225,18 @@ class PageRenderer:
         escaped["challenge"] = challenge_html(view, w)
         escaped["prequeue"] = prequeue_html(view, w)
         escaped["message"] = _message_html(view.message)
-        return fill(self._prefilled(w, title or w.text("waiting.title"), view), escaped)
+        page = self._prefilled(w, title or w.text("waiting.title"), view.static_prefix)
+        return fill(page, escaped)
 
-    def _prefilled(self, w: Catalogue, title: str, view: WaitingView) -> Compiled:
+    def _prefill(self, w: Catalogue, title: str, static_prefix: str) -> Compiled:
         """The waiting page with its words in `w`'s language, `title` and asset links in."""
-        key = (w.tag, title, view.static_prefix)
-        found = self._waiting_by_words.get(key)
-        if found is not None:
-            return found
         values = {
             "lang": w.tag,
             "dir": w.direction.value,
             "title": title,
-            "static_prefix": view.static_prefix.rstrip("/"),
-            "css_url": asset_url(view.static_prefix, "waiting.css"),
-            "js_url": asset_url(view.static_prefix, "waiting.js"),
+            "static_prefix": static_prefix.rstrip("/"),
+            "css_url": asset_url(static_prefix, "waiting.css"),
+            "js_url": asset_url(static_prefix, "waiting.js"),
             "progress_label": w.text("progress.label"),
             "wait_label": w.text("wait.label"),
             "note_text": w.text("waiting.note"),
@@ -247,10 +245,7 @@ class PageRenderer:
         }
         escaped = {key: escape(value, quote=True) for key, value in values.items()}
         escaped["strings"] = script_strings(w)
-        if len(self._waiting_by_words) >= _PREFILLED_MAX:
-            self._waiting_by_words.clear()
-        found = self._waiting_by_words[key] = prefill(self._waiting, escaped)
-        return found
+        return prefill(self._waiting, escaped)
 
     def render_unavailable(self, retry_after_s: int, language: str = "en") -> bytes:
         """The "we'll be right back" page, reloading itself after `retry_after_s` seconds."""

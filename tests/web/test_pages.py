@@ -47,7 +47,7 @@ def test_prefilled_pages_match_a_full_fill_and_stay_bounded(renderer: PageRender
     # One prefilled page per language and title: many titles cannot grow it without bound.
     for i in range(600):
         assert f"Sale {i}" in render(renderer, replace(VIEW, title=f"Sale {i}"))
-        assert len(renderer._waiting_by_words) <= 256
+        assert renderer._prefilled.cache_info().currsize <= 256
     assert "Sale 599" in render(renderer, replace(VIEW, title="Sale 599", language="de"))
 
 
