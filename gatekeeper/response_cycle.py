@@ -50,10 +50,9 @@ class ResponseCycle:
 
     __slots__ = (
         "scope", "transport", "flow", "loop", "logger", "access_logger", "default_headers",
-        "message_event",
-        "waiting_for_100_continue", "keep_alive", "on_response", "disconnected", "body",
-        "more_body", "response_started", "response_complete", "chunked_encoding",
-        "expected_content_length", "_pending",
+        "message_event", "waiting_for_100_continue", "keep_alive", "on_response",
+        "disconnected", "body", "more_body", "response_started", "response_complete",
+        "chunked_encoding", "expected_content_length", "_pending",
     )  # fmt: skip
 
     def __init__(self, protocol: Connection, scope: Scope, keep_alive: bool, expect: bool) -> None:
@@ -61,7 +60,7 @@ class ResponseCycle:
         self.transport = protocol.transport
         self.flow = protocol.flow
         self.loop = protocol.loop
-        self.logger: Logger = protocol.logger
+        self.logger = protocol.logger
         # uvicorn's access line, when its access log is on (`gatekeeper run` at info or below).
         self.access_logger = protocol.access_logger if protocol.access_log else None
         self.default_headers: Headers = protocol.server_state.default_headers

@@ -169,16 +169,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         cycle = ResponseCycle(self, scope, keep_alive, self.expect_100_continue)
         self.cycle = cycle  # type: ignore[assignment]
         if existing is None or existing.response_complete:
-            self._start_asgi_task(cycle, app)
+            self._start_asgi_task(cycle, app)  # type: ignore[arg-type]
         else:
             # Pipelined requests wait for the one before them.
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, app))  # type: ignore[arg-type]
-
-    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-        task = self.loop.create_task(cycle.run_asgi(app))
-        task.add_done_callback(self.tasks.discard)
-        self.tasks.add(task)
 
     # Keep-alive: one timer per connection, re-armed when it fires early (uvicorn: one per answer).
     _idle_since: float | None = None
