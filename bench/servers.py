@@ -31,15 +31,17 @@ def url(port: int, path: str = "/") -> str:
     return f"http://127.0.0.1:{port}{path}"
 
 
-def uvicorn(app: str, port: int, *, factory: bool = False, proxy: bool = False) -> list[str]:
-    """One uvicorn worker with the flags every benchmark server uses.
+def uvicorn(
+    app: str, port: int, *, factory: bool = False, proxy: bool = False, http: str = "httptools"
+) -> list[str]:
+    """One uvicorn worker with the flags every benchmark server uses, on the `http` protocol.
 
     Like `gatekeeper run`: no Server header and no X-Forwarded-* handling in uvicorn (the gate
     decides whom to trust), idle connections kept 30 s (`server.keep-alive`); a proxy passes
     the origin's Date instead of adding its own.
     """
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--http", "httptools", "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
+           "--http", http, "--loop", "uvloop", "--no-access-log", "--log-level", "warning",
            "--no-server-header", "--no-proxy-headers", "--timeout-keep-alive", "30"]  # fmt: skip
     if factory:
         cmd.append("--factory")
@@ -62,9 +64,7 @@ PROTOCOL = "gatekeeper.server:LimitedHttpToolsProtocol"
 
 
 def _proxy_cmd(app: str, port: int) -> list[str]:
-    cmd = uvicorn(app, port, factory=True, proxy=True)
-    cmd[cmd.index("httptools")] = PROTOCOL
-    return cmd
+    return uvicorn(app, port, factory=True, proxy=True, http=PROTOCOL)
 
 
 def start_gated(procs: Procs, origin: int, env: dict[str, str], name: str = "gated") -> int:
