@@ -164,13 +164,19 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert [part[-3:] for part in reply.split(b"HTTP/1.1 200 OK")[1:]] == [b"1:a", b"1:b", b"1:c"]
 
 
-async def test_a_head_request_gets_the_head_and_no_body() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"4")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": b"seat"})
+def _answer(body: bytes, length: int) -> Any:
+    """An app answering `body` under a Content-Length of `length`."""
 
-    async with _serve(app) as port:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-length", b"%d" % length)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_a_head_request_gets_the_head_and_no_body() -> None:
+    async with _serve(_answer(b"seat", 4)) as port:
         reply = await _exchange(port, b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"content-length: 4\r\n" in reply and reply.endswith(b"\r\n\r\n")
@@ -187,12 +193,7 @@ async def test_an_app_error_before_the_answer_is_a_500_and_a_close() -> None:
 
 
 async def test_a_body_longer_than_its_content_length_is_never_sent() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})  # fmt: skip
-        await send({"type": "http.response.body", "body": b"smuggled"})
-
-    async with _serve(app) as port:
+    async with _serve(_answer(b"smuggled", 2)) as port:
         reply = await _exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
     # The head may have left; the body that would break the framing never does.
     assert b"smuggled" not in reply
