@@ -54,15 +54,20 @@ async def idle_cpu(pid: int, seconds: float = 5.0) -> float:
     return (cpu_seconds(pid) - start) / (time.monotonic() - began)
 
 
-async def healthz_p99(client: httpx.AsyncClient, n: int = 200) -> float:
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        r = await client.get("/healthz")
-        times.append(time.perf_counter() - began)
-        assert r.status_code == 200
-    times.sort()
-    return times[int(n * 0.99) - 1]
+async def healthz_p99(client: httpx.AsyncClient, n: int = 200, runs: int = 3) -> float:
+    """The p99 of `n` sequential /healthz requests, the lowest of `runs` such runs: one stall of
+    the machine spoils a run, while a slower server shows in every one."""
+    found = []
+    for _ in range(runs):
+        times = []
+        for _ in range(n):
+            began = time.perf_counter()
+            r = await client.get("/healthz")
+            times.append(time.perf_counter() - began)
+            assert r.status_code == 200
+        times.sort()
+        found.append(times[int(n * 0.99) - 1])
+    return min(found)
 
 
 async def flood(client: httpx.AsyncClient, names: list[str]) -> tuple[dict[int, int], list[str]]:
@@ -98,7 +103,7 @@ async def test_a_flood_of_unlisted_rooms_stays_bounded(api: tuple[str, int]) -> 
     base, pid = api
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        await healthz_p99(client, 50)  # warm up
+        await healthz_p99(client, 50, runs=1)  # warm up
         before_p99 = await healthz_p99(client)
         before_cpu = await idle_cpu(pid)
 
